@@ -1,0 +1,32 @@
+/* tessera - command-line front end. Uses only the public header. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tessera.h"
+
+int tsr_cli_info(int argc, char **argv);
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tessera <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  info [--json] [--ppm OUT] FILE...   decode media files and describe them\n"
+            "\n"
+            "exit codes: 0 success, 1 runtime failure, 2 usage error\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "info")) return tsr_cli_info(argc - 1, argv + 1);
+    fprintf(stderr, "tessera: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,333 @@
+/*
+ * tessera.h - public C API of the Tessera multimodal runtime.
+ *
+ * Conventions (they hold for every function below unless its comment says otherwise):
+ *  - Fallible functions return tsr_status. TSR_OK (0) is success.
+ *  - Objects come back through out-pointers; on failure those are left zeroed/NULL.
+ *  - Every fallible function takes a caller-owned `tsr_error *err` as its last argument.
+ *    It may be NULL. On failure it receives the status and a detail message that starts
+ *    with the function name and names the argument, the limit or both shapes.
+ *  - Whoever creates an object frees it with the matching tsr_X_free(); freeing NULL or a
+ *    zeroed value object is a no-op.
+ *  - Inputs are borrowed for the duration of the call unless stated otherwise.
+ *  - Functions are thread-safe when called on distinct objects.
+ */
+#ifndef TESSERA_H
+#define TESSERA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------ */
+/* Errors                                                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+/* X(name, description). Append-only: the numeric values are part of the ABI. */
+#define TSR_STATUS_LIST(X)                                                   \
+    X(OK, "success")                                                         \
+    X(ERR_INVALID_ARG, "invalid argument")                                   \
+    X(ERR_SHAPE, "tensor shape mismatch")                                    \
+    X(ERR_LIMIT, "a configured limit was exceeded")                          \
+    X(ERR_FORMAT, "malformed or corrupt input data")                         \
+    X(ERR_UNSUPPORTED, "unsupported feature or format")                      \
+    X(ERR_IO, "input/output error")                                          \
+    X(ERR_OOM, "out of memory")                                              \
+    X(ERR_DEVICE, "accelerator device error")                                \
+    X(ERR_CANCELLED, "operation cancelled")                                  \
+    X(ERR_INTERNAL, "internal error")
+
+typedef enum tsr_status {
+#define TSR__STATUS_ENUM(name, desc) TSR_##name,
+    TSR_STATUS_LIST(TSR__STATUS_ENUM)
+#undef TSR__STATUS_ENUM
+    TSR_STATUS_COUNT
+} tsr_status;
+
+/* Static description ("malformed or corrupt input data"); never NULL. */
+const char *tsr_status_str(tsr_status status);
+/* Static symbolic name ("TSR_ERR_FORMAT"); never NULL ("TSR_ERR_UNKNOWN" if out of range). */
+const char *tsr_status_name(tsr_status status);
+
+#define TSR_ERROR_MSG_MAX 512
+
+/* Caller-owned error detail. Zero-initialise it, pass its address; it is overwritten by
+ * each failing call and left untouched by successful ones. */
+typedef struct tsr_error {
+    tsr_status status;
+    char message[TSR_ERROR_MSG_MAX];
+} tsr_error;
+
+/* ------------------------------------------------------------------------------------ */
+/* Limits                                                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+/* Security limits applied while decoding untrusted media. Checked from headers before
+ * any pixel or sample buffer is allocated. A field of 0 means "no limit" for that field. */
+typedef struct tsr_limits {
+    size_t size;                /* sizeof(tsr_limits), set by tsr_limits_default() */
+    uint64_t max_encoded_bytes; /* encoded image or audio size; default 20 MiB */
+    uint64_t max_pixels;        /* decoded image width*height; default 40,000,000 */
+    int32_t max_side;           /* decoded image width and height; default 16384 */
+    double max_aspect;          /* max(w,h)/min(w,h); default 200 */
+    double max_audio_seconds;   /* audio duration; default 600 */
+    int32_t max_audio_channels; /* default 8 */
+} tsr_limits;
+
+tsr_limits tsr_limits_default(void);
+
+/* ------------------------------------------------------------------------------------ */
+/* Tensors                                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+typedef enum tsr_dtype {
+    TSR_DTYPE_U8 = 0,
+    TSR_DTYPE_I32,
+    TSR_DTYPE_I64,
+    TSR_DTYPE_F16,
+    TSR_DTYPE_BF16,
+    TSR_DTYPE_F32,
+    TSR_DTYPE_COUNT
+} tsr_dtype;
+
+#define TSR_MAX_DIMS 6
+
+/* One tensor descriptor. Strides are in elements. `owner` non-zero means `data` was
+ * allocated by Tessera and is released by tsr_tensor_free(); otherwise it is borrowed. */
+typedef struct tsr_tensor {
+    tsr_dtype dtype;
+    int32_t ndim;
+    int64_t shape[TSR_MAX_DIMS];
+    int64_t strides[TSR_MAX_DIMS];
+    void *data;
+    int32_t owner;
+} tsr_tensor;
+
+size_t tsr_dtype_size(tsr_dtype dtype);     /* bytes per element; 0 if unknown */
+const char *tsr_dtype_name(tsr_dtype dtype); /* safetensors spelling: "U8","I32","F32",... */
+
+/* Allocates a zero-filled contiguous tensor. Fails with LIMIT on size overflow, OOM. */
+tsr_status tsr_tensor_alloc(tsr_tensor *out, tsr_dtype dtype, int32_t ndim,
+                            const int64_t *shape, tsr_error *err);
+/* Describes borrowed contiguous memory as a tensor (no allocation). */
+tsr_status tsr_tensor_view(tsr_tensor *out, tsr_dtype dtype, int32_t ndim,
+                           const int64_t *shape, void *data, tsr_error *err);
+/* Releases owned storage and zeroes the descriptor. */
+void tsr_tensor_free(tsr_tensor *t);
+int64_t tsr_tensor_numel(const tsr_tensor *t);
+size_t tsr_tensor_nbytes(const tsr_tensor *t);
+int tsr_tensor_is_contiguous(const tsr_tensor *t);
+/* Checks dtype, rank and dims against `shape` (a dim of -1 matches anything). On mismatch
+ * returns SHAPE with "<fn>: <what> has shape [a, b] F32, expected [c, -1] F32". */
+tsr_status tsr_tensor_check(const tsr_tensor *t, const char *what, tsr_dtype dtype,
+                            int32_t ndim, const int64_t *shape, tsr_error *err);
+
+/* ------------------------------------------------------------------------------------ */
+/* Images                                                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+typedef enum tsr_image_format {
+    TSR_IMAGE_FORMAT_UNKNOWN = 0,
+    TSR_IMAGE_FORMAT_PNG,
+    TSR_IMAGE_FORMAT_JPEG
+} tsr_image_format;
+
+const char *tsr_image_format_name(tsr_image_format f); /* "png", "jpeg", "unknown" */
+
+/* Decoded 8-bit image, rows top to bottom, tightly packed (stride = width*channels). */
+typedef struct tsr_image {
+    int32_t width;
+    int32_t height;
+    int32_t channels; /* 3 = RGB, 4 = RGBA */
+    uint8_t *data;    /* owned; released by tsr_image_free() */
+} tsr_image;
+
+/* Facts from the encoded file. width/height are after the EXIF orientation is applied. */
+typedef struct tsr_image_info {
+    tsr_image_format format;
+    int32_t width;
+    int32_t height;
+    int32_t orientation;  /* EXIF orientation 1..8 (1 when absent) */
+    int32_t bit_depth;    /* per sample in the file */
+    int32_t channels;     /* in the file: 1 gray, 2 gray+alpha, 3 color, 4 color+alpha/CMYK */
+    int32_t has_alpha;    /* alpha channel or transparency chunk present */
+    char mode[8];         /* the mode Pillow opens the file in: "L", "RGB", "P", "CMYK", ... */
+} tsr_image_info;
+
+typedef struct tsr_image_decode_params {
+    size_t size;            /* sizeof(tsr_image_decode_params) */
+    int32_t channels;       /* 3: RGB as Pillow convert("RGB"); 4: RGBA as convert("RGBA") */
+    int32_t apply_exif;     /* non-zero: apply EXIF orientation as ImageOps.exif_transpose */
+    tsr_limits limits;
+} tsr_image_decode_params;
+
+tsr_image_decode_params tsr_image_decode_params_default(void);
+
+/* Reads only the header: format, size, orientation. Applies the limits. */
+tsr_status tsr_image_probe(const uint8_t *buf, size_t len, const tsr_image_decode_params *params,
+                           tsr_image_info *info /* OUT */, tsr_error *err);
+
+/* Decodes PNG or JPEG (sniffed from magic bytes) to RGB8/RGBA8 pixels equal to Pillow's.
+ * params may be NULL (defaults). info may be NULL. */
+tsr_status tsr_image_decode(const uint8_t *buf, size_t len, const tsr_image_decode_params *params,
+                            tsr_image *out /* OUT */, tsr_image_info *info /* OUT */,
+                            tsr_error *err);
+
+/* Allocates an uninitialised image. */
+tsr_status tsr_image_alloc(tsr_image *out, int32_t width, int32_t height, int32_t channels,
+                           tsr_error *err);
+void tsr_image_free(tsr_image *img);
+
+/* Composites RGBA over opaque white and drops alpha, exactly as transformers'
+ * convert_rgb (Pillow alpha_composite): out = floor((c*a + 255*(255-a))/255 + 0.5).
+ * An RGB input is copied unchanged. */
+tsr_status tsr_image_composite_white(const tsr_image *src, tsr_image *out /* OUT */,
+                                     tsr_error *err);
+
+/* ------------------------------------------------------------------------------------ */
+/* Image operations (bit-exact with Pillow / transformers)                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* Pillow's numbering, as stored in preprocessor configs ("resample": 3). */
+typedef enum tsr_resample {
+    TSR_RESAMPLE_NEAREST = 0,
+    TSR_RESAMPLE_LANCZOS = 1,
+    TSR_RESAMPLE_BILINEAR = 2,
+    TSR_RESAMPLE_BICUBIC = 3
+} tsr_resample;
+
+/* Pillow Image.resize((width, height), filter) on RGB8/RGBA8, bit-identical: separable,
+ * horizontal pass first, 8-bit intermediate, antialiased when reducing, 22-bit fixed point. */
+tsr_status tsr_image_resize(const tsr_image *src, int32_t width, int32_t height,
+                            tsr_resample filter, tsr_image *out /* OUT */, tsr_error *err);
+
+/* Copies the rectangle [x, x+width) x [y, y+height); it must lie inside src. */
+tsr_status tsr_image_crop(const tsr_image *src, int32_t x, int32_t y, int32_t width,
+                          int32_t height, tsr_image *out /* OUT */, tsr_error *err);
+
+/* New width x height image filled with `fill` (one byte per channel), src placed at
+ * (x, y); parts of src outside the canvas are clipped. */
+tsr_status tsr_image_pad(const tsr_image *src, int32_t width, int32_t height, int32_t x,
+                         int32_t y, const uint8_t *fill, tsr_image *out /* OUT */,
+                         tsr_error *err);
+
+/* transformers.image_transforms.center_crop: top = (h - ch) // 2, left = (w - cw) // 2;
+ * a crop larger than the image zero-pads it, centred the same way. */
+tsr_status tsr_image_center_crop(const tsr_image *src, int32_t width, int32_t height,
+                                 tsr_image *out /* OUT */, tsr_error *err);
+
+/* Rescale and normalise to float32 as transformers' slow path does:
+ *   x = (float)((double)u8 * rescale)          if do_rescale
+ *   y = (x - (float)mean[c]) / (float)std[c]    if do_normalize, in float32
+ * Output layout: channels-first [C, H, W] written to `dst` (C*H*W floats). */
+typedef struct tsr_normalize_params {
+    size_t size;
+    int32_t do_rescale;
+    double rescale;     /* usually 1/255 */
+    int32_t do_normalize;
+    double mean[4];
+    double std[4];
+} tsr_normalize_params;
+
+tsr_status tsr_image_normalize(const tsr_image *src, const tsr_normalize_params *params,
+                               float *dst, size_t dst_len, tsr_error *err);
+
+/* Splits src into rows x cols equal tiles in row-major order (tile i = row i/cols,
+ * column i%cols); width and height must be divisible. `out` holds rows*cols images. */
+tsr_status tsr_image_split_tiles(const tsr_image *src, int32_t rows, int32_t cols,
+                                 tsr_image *out /* OUT: rows*cols */, tsr_error *err);
+
+/* ------------------------------------------------------------------------------------ */
+/* Audio                                                                                  */
+/* ------------------------------------------------------------------------------------ */
+
+/* Mono float32 PCM. */
+typedef struct tsr_audio {
+    int32_t sample_rate;
+    int64_t n_samples;
+    float *samples; /* owned; released by tsr_audio_free() */
+} tsr_audio;
+
+/* Header facts, before any mixing or resampling. */
+typedef struct tsr_audio_info {
+    char format[16]; /* "wav", "flac", "ogg", "mp3", ... */
+    int32_t sample_rate;
+    int32_t channels;
+    int64_t frames;
+    double duration_s;
+} tsr_audio_info;
+
+typedef struct tsr_audio_decode_params {
+    size_t size;
+    int32_t sample_rate; /* target rate (libsoxr HQ, as librosa); 0 keeps the file's rate */
+    tsr_limits limits;
+} tsr_audio_decode_params;
+
+tsr_audio_decode_params tsr_audio_decode_params_default(void); /* 16 kHz */
+
+/* Decodes WAV/FLAC/OGG/MP3 (what libsndfile supports) from memory, averages channels to
+ * mono, resamples to params->sample_rate as librosa.load(sr=...) does. */
+tsr_status tsr_audio_decode(const uint8_t *buf, size_t len, const tsr_audio_decode_params *params,
+                            tsr_audio *out /* OUT */, tsr_audio_info *info /* OUT, may be NULL */,
+                            tsr_error *err);
+/* Reads only the header. */
+tsr_status tsr_audio_probe(const uint8_t *buf, size_t len, const tsr_audio_decode_params *params,
+                           tsr_audio_info *info /* OUT */, tsr_error *err);
+void tsr_audio_free(tsr_audio *audio);
+
+/* Whisper log-mel spectrogram (WhisperFeatureExtractor): n_fft 400, hop 160, periodic Hann,
+ * reflect padding, Slaney mel filters, log10 / max-8 clamp / (x+4)/4.
+ * pad_to_samples > 0: truncate or zero-pad to that many samples first (480000 = 30 s) and
+ * emit pad_to_samples/160 frames; 0: no fixed padding, emit n_samples/160 frames (needs
+ * n_samples > 200 for the reflect padding). Output: F32 [n_mels, frames]. */
+typedef struct tsr_logmel_params {
+    size_t size;
+    int32_t n_mels;          /* 80 or 128 (any 1..256 accepted) */
+    int32_t sample_rate;     /* 16000 */
+    int64_t pad_to_samples;  /* 480000 by default */
+} tsr_logmel_params;
+
+tsr_logmel_params tsr_logmel_params_default(void);
+
+tsr_status tsr_logmel(const float *samples, int64_t n_samples, const tsr_logmel_params *params,
+                      tsr_tensor *out /* OUT: owned F32 [n_mels, frames] */, tsr_error *err);
+
+/* ------------------------------------------------------------------------------------ */
+/* safetensors                                                                           */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct tsr_safetensors tsr_safetensors;
+
+/* Parses and validates a safetensors image held in memory (borrowed: it must outlive the
+ * handle). Header length bound, well-formed JSON, known dtypes, byte size = dtype x shape
+ * without overflow, offsets inside the data section, no overlaps, no duplicate names. */
+tsr_status tsr_safetensors_open_memory(const uint8_t *buf, size_t len,
+                                       tsr_safetensors **out /* OUT */, tsr_error *err);
+/* Maps the file read-only and parses it. */
+tsr_status tsr_safetensors_open_file(const char *path, tsr_safetensors **out /* OUT */,
+                                     tsr_error *err);
+void tsr_safetensors_close(tsr_safetensors *st);
+int64_t tsr_safetensors_count(const tsr_safetensors *st);
+/* Name of tensor i (header order); NULL if out of range. Valid until close. */
+const char *tsr_safetensors_name(const tsr_safetensors *st, int64_t i);
+/* Borrowed view of a tensor's data (valid until close). NOT_FOUND is INVALID_ARG. */
+tsr_status tsr_safetensors_get(const tsr_safetensors *st, const char *name,
+                               tsr_tensor *out /* OUT: borrowed view */, tsr_error *err);
+/* "__metadata__" string value, or NULL. */
+const char *tsr_safetensors_metadata(const tsr_safetensors *st, const char *key);
+
+/* Writes tensors (contiguous) under `names` to `path`. metadata: n_meta key/value pairs
+ * (keys[i], values[i]), may be 0. */
+tsr_status tsr_safetensors_write_file(const char *path, int64_t n, const char *const *names,
+                                      const tsr_tensor *tensors, int64_t n_meta,
+                                      const char *const *meta_keys,
+                                      const char *const *meta_values, tsr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TESSERA_H */

@@ -1,0 +1,65 @@
+/*
+ * tessera_internal.h - helpers shared by the library's own sources. Not installed.
+ */
+#ifndef TESSERA_INTERNAL_H
+#define TESSERA_INTERNAL_H
+
+#include "tessera.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TSR__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define TSR__PRINTF(a, b)
+#endif
+
+/* Records `status` and a formatted detail in err (if non-NULL) and returns status. */
+tsr_status tsr__fail(tsr_error *err, tsr_status status, const char *fmt, ...) TSR__PRINTF(3, 4);
+tsr_status tsr__vfail(tsr_error *err, tsr_status status, const char *fmt, va_list ap);
+
+/* TSR_FAIL(err, TSR_ERR_FORMAT, "bad %s", x): the detail starts with the function name. */
+#define TSR_FAIL(err, status, ...) tsr__fail_fn((err), (status), __func__, __VA_ARGS__)
+tsr_status tsr__fail_fn(tsr_error *err, tsr_status status, const char *fn, const char *fmt, ...)
+    TSR__PRINTF(4, 5);
+
+/* Debug-only invariant for internal state; input must never reach one. */
+#ifdef NDEBUG
+#define TSR_DEBUG_ASSERT(x) ((void)0)
+#else
+#include <assert.h>
+#define TSR_DEBUG_ASSERT(x) assert(x)
+#endif
+
+/* Overflow-checked size arithmetic: return false on overflow. */
+static inline bool tsr__mul_size(size_t a, size_t b, size_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool tsr__add_size(size_t a, size_t b, size_t *out) {
+    return !__builtin_add_overflow(a, b, out);
+}
+static inline bool tsr__mul3_size(size_t a, size_t b, size_t c, size_t *out) {
+    size_t t;
+    return tsr__mul_size(a, b, &t) && tsr__mul_size(t, c, out);
+}
+static inline bool tsr__mul_i64(int64_t a, int64_t b, int64_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* Allocation wrappers. In builds with TSR_ALLOC_FAILPOINTS they can be told to fail the
+ * Nth allocation (tests walk N = 1, 2, ... and expect a clean OOM each time). */
+void *tsr__malloc(size_t n);
+void *tsr__calloc(size_t n, size_t size);
+void *tsr__realloc(void *p, size_t n);
+void tsr__free(void *p);
+/* Failpoint control: fail allocation number n (1-based) counting from now; 0 disables.
+ * Returns the number of allocations made since the last call. */
+long tsr__alloc_failpoint(long n);
+
+/* Reads a whole file (at most max_bytes, 0 = no limit). *data is released with tsr__free. */
+tsr_status tsr__read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
+                          tsr_error *err);
+
+#endif /* TESSERA_INTERNAL_H */

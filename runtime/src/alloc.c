@@ -1,0 +1,81 @@
+#include "tessera_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Failpoints are process-global and meant for single-threaded tests. */
+static long g_fail_at;   /* fail when g_count reaches this (0 = never) */
+static long g_count;
+
+long tsr__alloc_failpoint(long n) {
+    long made = g_count;
+    g_count = 0;
+    g_fail_at = n;
+    return made;
+}
+
+static bool should_fail(void) {
+    g_count++;
+    return g_fail_at > 0 && g_count == g_fail_at;
+}
+
+void *tsr__malloc(size_t n) {
+    if (should_fail()) return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *tsr__calloc(size_t n, size_t size) {
+    if (should_fail()) return NULL;
+    if (n == 0 || size == 0) n = size = 1;
+    return calloc(n, size);
+}
+
+void *tsr__realloc(void *p, size_t n) {
+    if (should_fail()) return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+void tsr__free(void *p) { free(p); }
+
+tsr_status tsr__read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
+                          tsr_error *err) {
+    *data = NULL;
+    *len = 0;
+    if (!path) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "path is NULL");
+    FILE *f = fopen(path, "rb");
+    if (!f) return TSR_FAIL(err, TSR_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return TSR_FAIL(err, TSR_ERR_IO, "'%s' is not a regular file", path);
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (max_bytes && size > max_bytes) {
+        fclose(f);
+        return TSR_FAIL(err, TSR_ERR_LIMIT, "'%s' has %llu bytes, limit is %llu", path,
+                        (unsigned long long)size, (unsigned long long)max_bytes);
+    }
+    if (size > SIZE_MAX - 1) {
+        fclose(f);
+        return TSR_FAIL(err, TSR_ERR_LIMIT, "'%s' is too large", path);
+    }
+    uint8_t *buf = tsr__malloc((size_t)size + 1);
+    if (!buf) {
+        fclose(f);
+        return TSR_FAIL(err, TSR_ERR_OOM, "cannot allocate %llu bytes for '%s'",
+                        (unsigned long long)size, path);
+    }
+    size_t got = fread(buf, 1, (size_t)size, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || got != (size_t)size) {
+        tsr__free(buf);
+        return TSR_FAIL(err, TSR_ERR_IO, "short read on '%s'", path);
+    }
+    buf[size] = 0; /* convenience terminator for text files */
+    *data = buf;
+    *len = (size_t)size;
+    return TSR_OK;
+}

@@ -1,0 +1,57 @@
+/* Minimal test harness: CHECK records a failure and continues; each test binary ends with
+ * the line "N passed, N failed" and exits non-zero on any failure. */
+#ifndef TSR_TEST_HARNESS_H
+#define TSR_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tessera.h"
+
+extern int tsr_test_failed_checks;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            tsr_test_failed_checks++;                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                            \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                         \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            tsr_test_failed_checks++;                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                            \
+            fputc('\n', stderr);                                                     \
+        }                                                                            \
+    } while (0)
+
+/* errp must point to a tsr_error. */
+#define CHECK_OK(expr, errp)                                                          \
+    do {                                                                              \
+        tsr_status st_ = (expr);                                                      \
+        if (st_ != TSR_OK) {                                                          \
+            tsr_test_failed_checks++;                                                 \
+            fprintf(stderr, "%s:%d: %s returned %s: %s\n", __FILE__, __LINE__, #expr, \
+                    tsr_status_name(st_), (errp)->message);                           \
+        }                                                                             \
+    } while (0)
+
+/* Runs fn as a named test case; a case passes when it adds no failed checks. */
+void tsr_test_run(const char *name, void (*fn)(void));
+/* Marks the current case skipped with a reason (printed), e.g. ../shared absent. */
+void tsr_test_skip(const char *fmt, ...);
+/* Prints the summary line; returns the process exit code. */
+int tsr_test_finish(void);
+
+/* Paths: $TSR_FIXTURES/<rel> and $TSR_SHARED/<rel>; returned in a static rotating buffer. */
+const char *tsr_test_fixture(const char *rel);
+const char *tsr_test_shared(const char *rel); /* NULL when the shared folder is absent */
+
+/* Whole file into a malloc'd buffer (caller frees); NULL on failure. */
+uint8_t *tsr_test_read(const char *path, size_t *len);
+
+#endif
