@@ -1,7 +1,7 @@
 /* tessera info: decode media files and describe them. */
 #include <stdio.h>
 
-#include "tessera.h"
+#include "cli.h"
 
 int tsr_cli_info(int argc, char **argv) {
     (void)argc;

@@ -2,9 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tessera.h"
-
-int tsr_cli_info(int argc, char **argv);
+#include "cli.h"
 
 static void usage(FILE *f) {
     fprintf(f,

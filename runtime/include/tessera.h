@@ -126,6 +126,20 @@ tsr_status tsr_tensor_check(const tsr_tensor *t, const char *what, tsr_dtype dty
                             int32_t ndim, const int64_t *shape, tsr_error *err);
 
 /* ------------------------------------------------------------------------------------ */
+/* Media kind                                                                             */
+/* ------------------------------------------------------------------------------------ */
+
+typedef enum tsr_media_kind {
+    TSR_MEDIA_UNKNOWN = 0,
+    TSR_MEDIA_IMAGE,
+    TSR_MEDIA_AUDIO
+} tsr_media_kind;
+
+/* Guesses the kind of an encoded buffer from its magic bytes (PNG, JPEG; RIFF/WAVE, FLAC,
+ * Ogg, MP3, AIFF, AU, W64, CAF). No decoding; never fails. */
+tsr_media_kind tsr_media_sniff(const uint8_t *buf, size_t len);
+
+/* ------------------------------------------------------------------------------------ */
 /* Images                                                                                 */
 /* ------------------------------------------------------------------------------------ */
 
