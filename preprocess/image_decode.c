@@ -1,7 +1,9 @@
 /*
  * image_decode.c - the tsr_image value object and the decode entry points.
  */
-#include "tessera_internal.h"
+#include "image_internal.h"
+
+#include <stdio.h>
 
 #include <string.h>
 
@@ -45,4 +47,168 @@ void tsr_image_free(tsr_image *img) {
     if (!img) return;
     tsr__free(img->data);
     memset(img, 0, sizeof *img);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Decode entry points                                                                    */
+/* ------------------------------------------------------------------------------------ */
+
+tsr_image_decode_params tsr_image_decode_params_default(void) {
+    tsr_image_decode_params p;
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    p.channels = 3;
+    p.apply_exif = 1;
+    p.limits = tsr_limits_default();
+    return p;
+}
+
+tsr_status tsr__image_check_limits(const char *fn, int64_t width, int64_t height,
+                                   const tsr_limits *limits, tsr_error *err) {
+    if (width <= 0 || height <= 0)
+        return tsr__fail(err, TSR_ERR_FORMAT, "%s: image size %lld x %lld in the header", fn,
+                         (long long)width, (long long)height);
+    if (!limits) return TSR_OK;
+    if (limits->max_side > 0 && (width > limits->max_side || height > limits->max_side))
+        return tsr__fail(err, TSR_ERR_LIMIT, "%s: image size %lld x %lld exceeds max_side %d",
+                         fn, (long long)width, (long long)height, (int)limits->max_side);
+    if (limits->max_pixels > 0 && (uint64_t)width * (uint64_t)height > limits->max_pixels)
+        return tsr__fail(err, TSR_ERR_LIMIT,
+                         "%s: image size %lld x %lld = %llu pixels exceeds max_pixels %llu", fn,
+                         (long long)width, (long long)height,
+                         (unsigned long long)((uint64_t)width * (uint64_t)height),
+                         (unsigned long long)limits->max_pixels);
+    if (limits->max_aspect > 0) {
+        double lo = (double)(width < height ? width : height);
+        double hi = (double)(width < height ? height : width);
+        if (hi / lo > limits->max_aspect)
+            return tsr__fail(err, TSR_ERR_LIMIT,
+                             "%s: image size %lld x %lld has aspect ratio %.1f, max_aspect %g",
+                             fn, (long long)width, (long long)height, hi / lo,
+                             limits->max_aspect);
+    }
+    return TSR_OK;
+}
+
+static tsr_image_format sniff(const uint8_t *buf, size_t len) {
+    if (len >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0) return TSR_IMAGE_FORMAT_PNG;
+    if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
+        return TSR_IMAGE_FORMAT_JPEG;
+    return TSR_IMAGE_FORMAT_UNKNOWN;
+}
+
+/* Validates the common arguments and sniffs the format. */
+static tsr_status check_args(const char *fn, const uint8_t *buf, size_t len,
+                             const tsr_image_decode_params *params, tsr_image_format *fmt,
+                             tsr_error *err) {
+    if (!buf) return tsr__fail(err, TSR_ERR_INVALID_ARG, "%s: buf is NULL", fn);
+    if (params && params->size != sizeof *params)
+        return tsr__fail(err, TSR_ERR_INVALID_ARG, "%s: params->size is %zu, expected %zu", fn,
+                         params->size, sizeof *params);
+    if (params && params->channels != 3 && params->channels != 4)
+        return tsr__fail(err, TSR_ERR_INVALID_ARG, "%s: params->channels is %d (3 or 4)", fn,
+                         (int)params->channels);
+    if (len == 0) return tsr__fail(err, TSR_ERR_FORMAT, "%s: empty buffer", fn);
+    uint64_t max_bytes = params ? params->limits.max_encoded_bytes : 0;
+    if (!params) max_bytes = tsr_limits_default().max_encoded_bytes;
+    if (max_bytes > 0 && (uint64_t)len > max_bytes)
+        return tsr__fail(err, TSR_ERR_LIMIT, "%s: %zu encoded bytes exceed max_encoded_bytes %llu",
+                         fn, len, (unsigned long long)max_bytes);
+    *fmt = sniff(buf, len);
+    if (*fmt == TSR_IMAGE_FORMAT_UNKNOWN) {
+        char hex[3 * 8 + 1] = {0};
+        for (size_t i = 0; i < len && i < 8; i++)
+            snprintf(hex + 3 * i, sizeof hex - 3 * i, "%s%02x", i ? " " : "", buf[i]);
+        return tsr__fail(err, TSR_ERR_UNSUPPORTED, "%s: unrecognised image format (magic %s)",
+                         fn, hex);
+    }
+    return TSR_OK;
+}
+
+static void fill_info(const tsr__image_header *h, int apply_exif, tsr_image_info *info) {
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    int swap = apply_exif && h->orientation >= 5;
+    info->format = h->format;
+    info->width = swap ? h->height : h->width;
+    info->height = swap ? h->width : h->height;
+    info->orientation = h->orientation;
+    info->bit_depth = h->bit_depth;
+    info->channels = h->channels;
+    info->has_alpha = h->has_alpha;
+    memcpy(info->mode, h->mode, sizeof info->mode);
+}
+
+tsr_status tsr_image_probe(const uint8_t *buf, size_t len, const tsr_image_decode_params *params,
+                           tsr_image_info *info, tsr_error *err) {
+    if (info) memset(info, 0, sizeof *info);
+    if (!info) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "info is NULL");
+    tsr_image_format fmt;
+    tsr_status st = check_args(__func__, buf, len, params, &fmt, err);
+    if (st != TSR_OK) return st;
+    tsr_image_decode_params def = tsr_image_decode_params_default();
+    if (!params) params = &def;
+    tsr__image_header h;
+    st = fmt == TSR_IMAGE_FORMAT_PNG ? tsr__png_probe(buf, len, __func__, &params->limits, &h, err)
+                                     : tsr__jpeg_probe(buf, len, __func__, &params->limits, &h, err);
+    if (st != TSR_OK) return st;
+    fill_info(&h, params->apply_exif, info);
+    return TSR_OK;
+}
+
+tsr_status tsr_image_decode(const uint8_t *buf, size_t len, const tsr_image_decode_params *params,
+                            tsr_image *out, tsr_image_info *info, tsr_error *err) {
+    if (info) memset(info, 0, sizeof *info);
+    if (!out) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "out is NULL");
+    memset(out, 0, sizeof *out);
+    tsr_image_format fmt;
+    tsr_status st = check_args(__func__, buf, len, params, &fmt, err);
+    if (st != TSR_OK) return st;
+    tsr_image_decode_params def = tsr_image_decode_params_default();
+    if (!params) params = &def;
+    tsr__image_header h;
+    tsr_image img;
+    st = fmt == TSR_IMAGE_FORMAT_PNG
+             ? tsr__png_decode(buf, len, __func__, &params->limits, params->channels, &h, &img, err)
+             : tsr__jpeg_decode(buf, len, __func__, &params->limits, params->channels, &h, &img, err);
+    if (st != TSR_OK) return st;
+    if (params->apply_exif) {
+        st = tsr__image_orient(&img, h.orientation, err);
+        if (st != TSR_OK) {
+            tsr_image_free(&img);
+            return st;
+        }
+    }
+    fill_info(&h, params->apply_exif, info);
+    *out = img;
+    return TSR_OK;
+}
+
+tsr_status tsr_image_composite_white(const tsr_image *src, tsr_image *out, tsr_error *err) {
+    if (!out) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!src || !src->data)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "src is NULL or has no data");
+    if (src->channels != 3 && src->channels != 4)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "src has %d channels (3 or 4)",
+                        (int)src->channels);
+    tsr_status st = tsr_image_alloc(out, src->width, src->height, 3, err);
+    if (st != TSR_OK) return st;
+    size_t n = (size_t)src->width * (size_t)src->height;
+    const uint8_t *s = src->data;
+    uint8_t *d = out->data;
+    if (src->channels == 3) {
+        memcpy(d, s, n * 3);
+        return TSR_OK;
+    }
+    /* Pillow alpha_composite over opaque white, in its integer form:
+     * t = c*a + 255*(255-a) + 128; out = ((t >> 8) + t) >> 8 */
+    for (size_t i = 0; i < n; i++, s += 4, d += 3) {
+        uint32_t a = s[3], bg = 255u * (255u - a) + 128u;
+        for (int k = 0; k < 3; k++) {
+            uint32_t t = s[k] * a + bg;
+            d[k] = (uint8_t)(((t >> 8) + t) >> 8);
+        }
+    }
+    return TSR_OK;
 }
