@@ -63,18 +63,18 @@ tsr_image_decode_params tsr_image_decode_params_default(void) {
     return p;
 }
 
-tsr_status tsr__image_check_limits(const char *fn, int64_t width, int64_t height,
-                                   const tsr_limits *limits, tsr_error *err) {
+tsr_status tsr__image_check_limits(int64_t width, int64_t height, const tsr_limits *limits,
+                                   tsr_error *err) {
     if (width <= 0 || height <= 0)
-        return tsr__fail(err, TSR_ERR_FORMAT, "%s: image size %lld x %lld in the header", fn,
+        return tsr__fail(err, TSR_ERR_FORMAT, "image size %lld x %lld in the header",
                          (long long)width, (long long)height);
     if (!limits) return TSR_OK;
     if (limits->max_side > 0 && (width > limits->max_side || height > limits->max_side))
-        return tsr__fail(err, TSR_ERR_LIMIT, "%s: image size %lld x %lld exceeds max_side %d",
-                         fn, (long long)width, (long long)height, (int)limits->max_side);
+        return tsr__fail(err, TSR_ERR_LIMIT, "image size %lld x %lld exceeds max_side %d",
+                         (long long)width, (long long)height, (int)limits->max_side);
     if (limits->max_pixels > 0 && (uint64_t)width * (uint64_t)height > limits->max_pixels)
         return tsr__fail(err, TSR_ERR_LIMIT,
-                         "%s: image size %lld x %lld = %llu pixels exceeds max_pixels %llu", fn,
+                         "image size %lld x %lld = %llu pixels exceeds max_pixels %llu",
                          (long long)width, (long long)height,
                          (unsigned long long)((uint64_t)width * (uint64_t)height),
                          (unsigned long long)limits->max_pixels);
@@ -83,8 +83,8 @@ tsr_status tsr__image_check_limits(const char *fn, int64_t width, int64_t height
         double hi = (double)(width < height ? height : width);
         if (hi / lo > limits->max_aspect)
             return tsr__fail(err, TSR_ERR_LIMIT,
-                             "%s: image size %lld x %lld has aspect ratio %.1f, max_aspect %g",
-                             fn, (long long)width, (long long)height, hi / lo,
+                             "image size %lld x %lld has aspect ratio %.1f, max_aspect %g",
+                             (long long)width, (long long)height, hi / lo,
                              limits->max_aspect);
     }
     return TSR_OK;
@@ -117,12 +117,27 @@ static tsr_status check_args(const char *fn, const uint8_t *buf, size_t len,
     *fmt = sniff(buf, len);
     if (*fmt == TSR_IMAGE_FORMAT_UNKNOWN) {
         char hex[3 * 8 + 1] = {0};
+        size_t h = 0;
         for (size_t i = 0; i < len && i < 8; i++)
-            snprintf(hex + 3 * i, sizeof hex - 3 * i, "%s%02x", i ? " " : "", buf[i]);
+            h += (size_t)snprintf(hex + h, sizeof hex - h, "%s%02x", i ? " " : "", buf[i]);
         return tsr__fail(err, TSR_ERR_UNSUPPORTED, "%s: unrecognised image format (magic %s)",
                          fn, hex);
     }
     return TSR_OK;
+}
+
+/* Internal failures carry no function name: prefix the public one. */
+static tsr_status named(tsr_status st, const char *fn, tsr_error *err) {
+    if (err && st != TSR_OK) {
+        size_t k = strlen(fn) + 2, n = strnlen(err->message, TSR_ERROR_MSG_MAX - 1);
+        if (k >= TSR_ERROR_MSG_MAX) return st;
+        if (n > TSR_ERROR_MSG_MAX - 1 - k) n = TSR_ERROR_MSG_MAX - 1 - k;
+        memmove(err->message + k, err->message, n);
+        memcpy(err->message, fn, k - 2);
+        memcpy(err->message + k - 2, ": ", 2);
+        err->message[k + n] = 0;
+    }
+    return st;
 }
 
 static void fill_info(const tsr__image_header *h, int apply_exif, tsr_image_info *info) {
@@ -149,9 +164,9 @@ tsr_status tsr_image_probe(const uint8_t *buf, size_t len, const tsr_image_decod
     tsr_image_decode_params def = tsr_image_decode_params_default();
     if (!params) params = &def;
     tsr__image_header h;
-    st = fmt == TSR_IMAGE_FORMAT_PNG ? tsr__png_probe(buf, len, __func__, &params->limits, &h, err)
-                                     : tsr__jpeg_probe(buf, len, __func__, &params->limits, &h, err);
-    if (st != TSR_OK) return st;
+    st = fmt == TSR_IMAGE_FORMAT_PNG ? tsr__png_probe(buf, len, &params->limits, &h, err)
+                                     : tsr__jpeg_probe(buf, len, &params->limits, &h, err);
+    if (st != TSR_OK) return named(st, __func__, err);
     fill_info(&h, params->apply_exif, info);
     return TSR_OK;
 }
@@ -169,14 +184,14 @@ tsr_status tsr_image_decode(const uint8_t *buf, size_t len, const tsr_image_deco
     tsr__image_header h;
     tsr_image img;
     st = fmt == TSR_IMAGE_FORMAT_PNG
-             ? tsr__png_decode(buf, len, __func__, &params->limits, params->channels, &h, &img, err)
-             : tsr__jpeg_decode(buf, len, __func__, &params->limits, params->channels, &h, &img, err);
-    if (st != TSR_OK) return st;
+             ? tsr__png_decode(buf, len, &params->limits, params->channels, &h, &img, err)
+             : tsr__jpeg_decode(buf, len, &params->limits, params->channels, &h, &img, err);
+    if (st != TSR_OK) return named(st, __func__, err);
     if (params->apply_exif) {
         st = tsr__image_orient(&img, h.orientation, err);
         if (st != TSR_OK) {
             tsr_image_free(&img);
-            return st;
+            return named(st, __func__, err);
         }
     }
     fill_info(&h, params->apply_exif, info);

@@ -18,25 +18,28 @@ typedef struct tsr__image_header {
     char mode[8];           /* Pillow's mode */
 } tsr__image_header;
 
+/* The functions below leave a detail message without a function name in err; the public
+ * entry point prefixes its own name. */
+
 /* Checks width x height against the limits (side, pixels, aspect): LIMIT naming the
- * limit, FORMAT for zero dimensions. `fn` is the public function name for the message. */
-tsr_status tsr__image_check_limits(const char *fn, int64_t width, int64_t height,
-                                   const tsr_limits *limits, tsr_error *err);
+ * limit, FORMAT for zero dimensions. */
+tsr_status tsr__image_check_limits(int64_t width, int64_t height, const tsr_limits *limits,
+                                   tsr_error *err);
 
 /* PNG (png.c). probe: header, palette/transparency facts and orientation from a chunk walk
  * that rejects what Pillow rejects. decode: probe, limits, then libpng; out is RGB8
  * (channels 3) or RGBA8 (channels 4) in file orientation. */
-tsr_status tsr__png_probe(const uint8_t *buf, size_t len, const char *fn,
-                          const tsr_limits *limits, tsr__image_header *hdr, tsr_error *err);
-tsr_status tsr__png_decode(const uint8_t *buf, size_t len, const char *fn,
-                           const tsr_limits *limits, int32_t channels, tsr__image_header *hdr, tsr_image *out,
+tsr_status tsr__png_probe(const uint8_t *buf, size_t len, const tsr_limits *limits,
+                          tsr__image_header *hdr, tsr_error *err);
+tsr_status tsr__png_decode(const uint8_t *buf, size_t len, const tsr_limits *limits,
+                           int32_t channels, tsr__image_header *hdr, tsr_image *out,
                            tsr_error *err);
 
 /* JPEG (jpeg.c), same contract. */
-tsr_status tsr__jpeg_probe(const uint8_t *buf, size_t len, const char *fn,
-                           const tsr_limits *limits, tsr__image_header *hdr, tsr_error *err);
-tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len, const char *fn,
-                            const tsr_limits *limits, int32_t channels, tsr__image_header *hdr, tsr_image *out,
+tsr_status tsr__jpeg_probe(const uint8_t *buf, size_t len, const tsr_limits *limits,
+                           tsr__image_header *hdr, tsr_error *err);
+tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len, const tsr_limits *limits,
+                            int32_t channels, tsr__image_header *hdr, tsr_image *out,
                             tsr_error *err);
 
 /* EXIF / XMP orientation (exif.c), read the way Pillow's Image.getexif() does. */

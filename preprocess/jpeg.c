@@ -31,7 +31,7 @@ typedef struct jpg_scan {
 
 static uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
 
-#define FAIL_JPG(...) TSR_FAIL(err, TSR_ERR_FORMAT, __VA_ARGS__)
+#define FAIL_JPG(...) tsr__fail(err, TSR_ERR_FORMAT, __VA_ARGS__)
 
 /* Marker walk as JpegImageFile._open, up to SOS. */
 static tsr_status jpg_walk(const uint8_t *buf, size_t len, jpg_scan *s, tsr_error *err) {
@@ -81,12 +81,12 @@ static tsr_status jpg_walk(const uint8_t *buf, size_t len, jpg_scan *s, tsr_erro
             s->components = d[5];
             have_sof = 1;
             if (s->bits != 8) {
-                st = TSR_FAIL(err, TSR_ERR_UNSUPPORTED, "%d-bit JPEG samples (only 8-bit)",
+                st = tsr__fail(err, TSR_ERR_UNSUPPORTED, "%d-bit JPEG samples (only 8-bit)",
                               s->bits);
                 goto done;
             }
             if (s->components != 1 && s->components != 3 && s->components != 4) {
-                st = TSR_FAIL(err, TSR_ERR_UNSUPPORTED, "%d-component JPEG (1, 3 or 4)",
+                st = tsr__fail(err, TSR_ERR_UNSUPPORTED, "%d-component JPEG (1, 3 or 4)",
                               s->components);
                 goto done;
             }
@@ -113,7 +113,7 @@ static tsr_status jpg_walk(const uint8_t *buf, size_t len, jpg_scan *s, tsr_erro
             } else {
                 uint8_t *j = tsr__malloc(exif_len + dn - 6);
                 if (!j) {
-                    st = TSR_FAIL(err, TSR_ERR_OOM, "cannot join EXIF segments");
+                    st = tsr__fail(err, TSR_ERR_OOM, "cannot join EXIF segments");
                     goto done;
                 }
                 memcpy(j, exif, exif_len);
@@ -158,13 +158,13 @@ static void fill_header(const jpg_scan *s, tsr__image_header *h) {
              s->components == 1 ? "L" : s->components == 3 ? "RGB" : "CMYK");
 }
 
-tsr_status tsr__jpeg_probe(const uint8_t *buf, size_t len, const char *fn,
-                           const tsr_limits *limits, tsr__image_header *hdr, tsr_error *err) {
+tsr_status tsr__jpeg_probe(const uint8_t *buf, size_t len, const tsr_limits *limits,
+                           tsr__image_header *hdr, tsr_error *err) {
     jpg_scan s;
     tsr_status st = jpg_walk(buf, len, &s, err);
     if (st != TSR_OK) return st;
     fill_header(&s, hdr);
-    return tsr__image_check_limits(fn, s.width, s.height, limits, err);
+    return tsr__image_check_limits( s.width, s.height, limits, err);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -231,14 +231,14 @@ static void convert_row(const uint8_t *in, uint8_t *o, JDIMENSION w, int comps, 
     }
 }
 
-tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len, const char *fn,
-                            const tsr_limits *limits, int32_t channels, tsr__image_header *hdr, tsr_image *out,
+tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len, const tsr_limits *limits,
+                            int32_t channels, tsr__image_header *hdr, tsr_image *out,
                             tsr_error *err) {
     jpg_scan s;
     tsr_status st = jpg_walk(buf, len, &s, err);
     if (st != TSR_OK) return st;
     fill_header(&s, hdr);
-    st = tsr__image_check_limits(fn, s.width, s.height, limits, err);
+    st = tsr__image_check_limits( s.width, s.height, limits, err);
     if (st != TSR_OK) return st;
 
     struct jpeg_decompress_struct cinfo;
@@ -255,10 +255,10 @@ tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len, const char *fn,
         tsr__free(c.row);
         tsr_image_free(out);
         if (code == JERR_OUT_OF_MEMORY)
-            return TSR_FAIL(err, TSR_ERR_OOM, "libjpeg: %s", c.msg);
+            return tsr__fail(err, TSR_ERR_OOM, "libjpeg: %s", c.msg);
         if (code == JERR_ARITH_NOTIMPL || code == JERR_NOT_COMPILED ||
             code == JERR_BAD_PRECISION)
-            return TSR_FAIL(err, TSR_ERR_UNSUPPORTED, "libjpeg: %s", c.msg);
+            return tsr__fail(err, TSR_ERR_UNSUPPORTED, "libjpeg: %s", c.msg);
         return FAIL_JPG("libjpeg: %s", c.msg);
     }
     jpeg_create_decompress(&cinfo);
@@ -284,7 +284,7 @@ tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len, const char *fn,
         jpeg_destroy_decompress(&cinfo);
         tsr__free(c.row);
         tsr_image_free(out);
-        return TSR_FAIL(err, TSR_ERR_OOM, "cannot allocate a %u x %u image", s.width, s.height);
+        return tsr__fail(err, TSR_ERR_OOM, "cannot allocate a %u x %u image", s.width, s.height);
     }
     while (cinfo.output_scanline < cinfo.output_height && !c.hit_end) {
         JSAMPROW row = c.row;

@@ -195,7 +195,7 @@ static void text_value(png_scan *s, const uint8_t *k, size_t klen, const uint8_t
     }
 }
 
-#define FAIL_PNG(...) TSR_FAIL(err, TSR_ERR_FORMAT, __VA_ARGS__)
+#define FAIL_PNG(...) tsr__fail(err, TSR_ERR_FORMAT, __VA_ARGS__)
 
 /* Inflate failure other than "too large"/OOM is ignored as Pillow does. */
 static tsr_status text_inflate(const char *cid, const uint8_t *src, size_t n, int want,
@@ -205,7 +205,7 @@ static tsr_status text_inflate(const char *cid, const uint8_t *src, size_t n, in
     if (rc == 1)
         return FAIL_PNG("%s chunk decompresses to more than %u bytes (Pillow MAX_TEXT_CHUNK)",
                         cid, TEXT_CHUNK_MAX);
-    if (rc == 3) return TSR_FAIL(err, TSR_ERR_OOM, "cannot inflate %s chunk", cid);
+    if (rc == 3) return tsr__fail(err, TSR_ERR_OOM, "cannot inflate %s chunk", cid);
     return TSR_OK;
 }
 
@@ -427,13 +427,13 @@ static void fill_header(const png_scan *s, tsr__image_header *h) {
     snprintf(h->mode, sizeof h->mode, "%s", mode);
 }
 
-tsr_status tsr__png_probe(const uint8_t *buf, size_t len, const char *fn,
-                          const tsr_limits *limits, tsr__image_header *hdr, tsr_error *err) {
+tsr_status tsr__png_probe(const uint8_t *buf, size_t len, const tsr_limits *limits,
+                          tsr__image_header *hdr, tsr_error *err) {
     png_scan s;
     tsr_status st = png_walk(buf, len, &s, err);
     if (st != TSR_OK) return st;
     fill_header(&s, hdr);
-    return tsr__image_check_limits(fn, s.width, s.height, limits, err);
+    return tsr__image_check_limits( s.width, s.height, limits, err);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -591,14 +591,14 @@ static void convert_row(const png_scan *s, const uint8_t *pal /* 256 x RGBA */,
     }
 }
 
-tsr_status tsr__png_decode(const uint8_t *buf, size_t len, const char *fn,
-                           const tsr_limits *limits, int32_t channels, tsr__image_header *hdr, tsr_image *out,
+tsr_status tsr__png_decode(const uint8_t *buf, size_t len, const tsr_limits *limits,
+                           int32_t channels, tsr__image_header *hdr, tsr_image *out,
                            tsr_error *err) {
     png_scan s;
     tsr_status st = png_walk(buf, len, &s, err);
     if (st != TSR_OK) return st;
     fill_header(&s, hdr);
-    st = tsr__image_check_limits(fn, s.width, s.height, limits, err);
+    st = tsr__image_check_limits( s.width, s.height, limits, err);
     if (st != TSR_OK) return st;
 
     png_ctx c;
@@ -609,7 +609,7 @@ tsr_status tsr__png_decode(const uint8_t *buf, size_t len, const char *fn,
     if (png_run(&c, &s, limits, &rowbytes) != 0) {
         tsr__free(c.raw);
         tsr__free(c.rows);
-        if (c.oom) return TSR_FAIL(err, TSR_ERR_OOM, "out of memory decoding PNG (%s)", c.msg);
+        if (c.oom) return tsr__fail(err, TSR_ERR_OOM, "out of memory decoding PNG (%s)", c.msg);
         return FAIL_PNG("libpng: %s", c.msg);
     }
     tsr__free(c.rows);
