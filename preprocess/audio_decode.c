@@ -34,6 +34,9 @@
 #define FORMAT_MPEG_LAYER_II 0x0081
 #define FORMAT_MPEG_LAYER_III 0x0082
 
+/* Failures inside the helpers still name the public entry point. */
+#define DECODE_FAIL(err, status, ...) tsr__fail_fn((err), (status), "tsr_audio_decode", __VA_ARGS__)
+
 tsr_audio_decode_params tsr_audio_decode_params_default(void) {
     tsr_audio_decode_params p;
     memset(&p, 0, sizeof p);
@@ -168,6 +171,129 @@ static const char *subtype_name(int format, char *buf, size_t n) {
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* Ogg Vorbis header pre-check                                                           */
+/*
+ * libsndfile 1.2's vorbis_read_header() returns early, without vorbis_info_clear(), when
+ * the Vorbis headers are incomplete or malformed, leaking libvorbis' codec setup (~6 KiB per
+ * bad file). We therefore walk the pages the way libogg would (resync on junk or a bad CRC,
+ * stop at a truncated page) and pass a Vorbis stream to libsndfile only when its three header
+ * packets are all there: one identification packet alone on the first page, that libvorbis
+ * accepts, then two more complete packets on consecutive pages of the same stream.
+ */
+
+typedef struct ogg_view {
+    uint8_t version, flags;
+    uint32_t serial, seqno;
+    int nsegs;
+    const uint8_t *lacing; /* nsegs lacing values */
+    const uint8_t *body;
+    size_t body_len;
+} ogg_view;
+
+enum { OGG_CONTINUED = 1, OGG_BOS = 2, OGG_EOS = 4 };
+
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Next page at or after *pos, as libogg's ogg_sync_pageseek finds it: false at the end of
+ * the buffer or at a page that runs past it. */
+static bool ogg_next_page(const uint8_t *buf, size_t len, const uint32_t crc_table[256],
+                          size_t *pos, ogg_view *pg) {
+    while (*pos < len) {
+        const size_t p = *pos;
+        const size_t avail = len - p;
+        if (avail >= 4 && !memcmp(buf + p, "OggS", 4)) {
+            if (avail < 27 || avail < 27u + buf[p + 26]) return false;
+            const size_t header = 27u + buf[p + 26];
+            size_t body = 0;
+            for (size_t i = 27; i < header; i++) body += buf[p + i];
+            if (avail - header < body) return false;
+            uint32_t crc = 0;
+            for (size_t i = 0; i < header + body; i++) {
+                uint8_t b = (i >= 22 && i < 26) ? 0 : buf[p + i];
+                crc = (crc << 8) ^ crc_table[((crc >> 24) ^ b) & 0xff];
+            }
+            if (crc == le32(buf + p + 22)) {
+                pg->version = buf[p + 4];
+                pg->flags = buf[p + 5];
+                pg->serial = le32(buf + p + 14);
+                pg->seqno = le32(buf + p + 18);
+                pg->nsegs = buf[p + 26];
+                pg->lacing = buf + p + 27;
+                pg->body = buf + p + header;
+                pg->body_len = body;
+                *pos = p + header + body;
+                return true;
+            }
+        } else if (avail < 4 && !memcmp(buf + p, "OggS", avail)) {
+            return false; /* a page may start here but is cut */
+        }
+        /* Resync: skip to the next 'O' after this position. */
+        const uint8_t *next = avail > 1 ? memchr(buf + p + 1, 'O', avail - 1) : NULL;
+        *pos = next ? (size_t)(next - buf) : len;
+    }
+    return false;
+}
+
+/* What libvorbis' _vorbis_unpack_info() requires of the identification packet. */
+static bool vorbis_ident_ok(const uint8_t *p, size_t n) {
+    if (n < 30 || memcmp(p, "\x01vorbis", 7) || le32(p + 7) != 0) return false;
+    const int e0 = p[28] & 0x0f, e1 = p[28] >> 4;
+    return p[11] >= 1 && le32(p + 12) >= 1 && e0 >= 6 && e1 >= e0 && e1 <= 13 && (p[29] & 1);
+}
+
+static tsr_status check_ogg_vorbis(const char *fn, const uint8_t *buf, size_t len,
+                                   tsr_error *err) {
+    uint32_t table[256];
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t r = i << 24;
+        for (int k = 0; k < 8; k++) r = (r & 0x80000000u) ? (r << 1) ^ 0x04c11db7u : r << 1;
+        table[i] = r;
+    }
+    size_t pos = 0;
+    ogg_view pg;
+    /* Not a Vorbis first page: libsndfile fails or succeeds without reaching the leak. */
+    if (!ogg_next_page(buf, len, table, &pos, &pg) || !(pg.flags & OGG_BOS) ||
+        pg.body_len < 7 || memcmp(pg.body, "\x01vorbis", 7))
+        return TSR_OK;
+#define BAD_HEADERS(why)                                                                   \
+    tsr__fail(err, TSR_ERR_FORMAT, "%s: Ogg Vorbis headers are incomplete or malformed (%s)", \
+              fn, why)
+    if (pg.version != 0 || (pg.flags & OGG_CONTINUED)) return BAD_HEADERS("first page");
+    int k = 0;
+    size_t ident_len = 0;
+    while (k < pg.nsegs && pg.lacing[k] == 255) ident_len += pg.lacing[k++];
+    if (k == pg.nsegs) return BAD_HEADERS("identification packet not on the first page");
+    ident_len += pg.lacing[k++];
+    for (int i = k; i < pg.nsegs; i++)
+        if (pg.lacing[i] < 255) return BAD_HEADERS("extra packets on the first page");
+    if (!vorbis_ident_ok(pg.body, ident_len)) return BAD_HEADERS("identification packet");
+
+    bool pending = k < pg.nsegs, eos = false;
+    const uint32_t serial = pg.serial;
+    uint64_t expect_seq = (uint64_t)pg.seqno + 1;
+    int have = 0;
+    while (have < 2) {
+        if (eos) return BAD_HEADERS("stream ends inside the headers");
+        if (!ogg_next_page(buf, len, table, &pos, &pg))
+            return BAD_HEADERS("data ends inside the headers");
+        if (pg.serial != serial) continue;
+        if (pg.version != 0) return BAD_HEADERS("page version");
+        if ((uint64_t)pg.seqno != expect_seq) return BAD_HEADERS("missing page");
+        if (((pg.flags & OGG_CONTINUED) != 0) != pending) return BAD_HEADERS("continuation");
+        expect_seq = (uint64_t)pg.seqno + 1;
+        for (int i = 0; i < pg.nsegs; i++) {
+            pending = pg.lacing[i] == 255;
+            if (!pending) have++;
+        }
+        eos = (pg.flags & OGG_EOS) != 0;
+    }
+#undef BAD_HEADERS
+    return TSR_OK;
+}
+
+/* ---------------------------------------------------------------------------------- */
 /* Opening and header checks                                                             */
 
 typedef struct opened {
@@ -176,22 +302,24 @@ typedef struct opened {
     SNDFILE *sf;
     SF_INFO info;
     int64_t max_frames; /* from max_audio_seconds; INT64_MAX when unlimited */
+    bool unknown_length; /* libsndfile reports SF_COUNT_MAX (e.g. an Ogg stream cut short) */
 } opened;
 
-static tsr_status check_params(const tsr_audio_decode_params *p, tsr_error *err) {
+static tsr_status check_params(const char *fn, const tsr_audio_decode_params *p,
+                               tsr_error *err) {
     if (p->size != sizeof *p)
-        return TSR_FAIL(err, TSR_ERR_INVALID_ARG,
+        return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn,
                         "params->size is %zu, expected %zu (use tsr_audio_decode_params_default)",
                         p->size, sizeof *p);
     if (p->sample_rate != 0 && (p->sample_rate < MIN_RATE || p->sample_rate > MAX_RATE))
-        return TSR_FAIL(err, TSR_ERR_INVALID_ARG,
+        return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn,
                         "params->sample_rate %d is outside %d..%d Hz (or 0 to keep the file's)",
                         (int)p->sample_rate, MIN_RATE, MAX_RATE);
     if (!(p->limits.max_audio_seconds >= 0.0))
-        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "limits.max_audio_seconds %g is negative",
+        return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn, "limits.max_audio_seconds %g is negative",
                         p->limits.max_audio_seconds);
     if (p->limits.max_audio_channels < 0)
-        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "limits.max_audio_channels %d is negative",
+        return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn, "limits.max_audio_channels %d is negative",
                         (int)p->limits.max_audio_channels);
     return TSR_OK;
 }
@@ -216,6 +344,10 @@ static tsr_status open_checked(const char *fn, const uint8_t *buf, size_t len,
         return tsr__fail(err, TSR_ERR_UNSUPPORTED,
                          "%s: MP3 needs libsndfile >= 1.1 built with mpg123; this one is %s", fn,
                          sf_version_string());
+    if (len >= 4 && !memcmp(buf, "OggS", 4)) {
+        tsr_status st = check_ogg_vorbis(fn, buf, len, err);
+        if (st != TSR_OK) return st;
+    }
 
     o->mem.buf = buf;
     o->mem.len = (sf_count_t)len;
@@ -263,12 +395,13 @@ static tsr_status open_checked(const char *fn, const uint8_t *buf, size_t len,
         return st;
     }
 
+    o->unknown_length = in->frames == SF_COUNT_MAX;
     o->max_frames = INT64_MAX;
     double max_s = p->limits.max_audio_seconds;
     if (max_s > 0.0) {
         double f = floor(max_s * in->samplerate);
         o->max_frames = f < 9.0e18 ? (int64_t)f : INT64_MAX;
-        if (in->frames > o->max_frames) {
+        if (!o->unknown_length && in->frames > o->max_frames) {
             st = tsr__fail(err, TSR_ERR_LIMIT,
                            "%s: %lld frames at %d Hz = %.3f s, limit is max_audio_seconds %g",
                            fn, (long long)in->frames, in->samplerate,
@@ -286,8 +419,8 @@ static void fill_info(const opened *o, tsr_audio_info *info) {
     snprintf(info->format, sizeof info->format, "%s", container_name(o->info.format));
     info->sample_rate = o->info.samplerate;
     info->channels = o->info.channels;
-    info->frames = o->info.frames;
-    info->duration_s = (double)o->info.frames / o->info.samplerate;
+    info->frames = o->unknown_length ? -1 : o->info.frames;
+    info->duration_s = o->unknown_length ? -1.0 : (double)o->info.frames / o->info.samplerate;
 }
 
 tsr_status tsr_audio_probe(const uint8_t *buf, size_t len, const tsr_audio_decode_params *params,
@@ -296,7 +429,7 @@ tsr_status tsr_audio_probe(const uint8_t *buf, size_t len, const tsr_audio_decod
     if (!info) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "info is NULL");
     tsr_audio_decode_params defaults = tsr_audio_decode_params_default();
     const tsr_audio_decode_params *p = params ? params : &defaults;
-    tsr_status st = check_params(p, err);
+    tsr_status st = check_params(__func__, p, err);
     if (st != TSR_OK) return st;
     opened o;
     st = open_checked(__func__, buf, len, p, &o, err);
@@ -332,23 +465,27 @@ static float np_pairwise_sum(const float *a, size_t n, size_t stride) {
     return np_pairwise_sum(a, n2, stride) + np_pairwise_sum(a + n2 * stride, n - n2, stride);
 }
 
-/* Reads every frame (at most the header's count, as python-soundfile does) into a mono
- * buffer, growing it as data arrives so a lying header cannot make us allocate. */
+/* Reads every frame (at most the header's count, as python-soundfile does; until the end
+ * when the length is unknown) into a mono buffer, growing it as data arrives so a lying
+ * header cannot make us allocate. */
 static tsr_status decode_mono(opened *o, float **out, int64_t *n_out, tsr_error *err) {
     const int ch = o->info.channels;
-    const int64_t want = o->info.frames;
+    const int64_t want = o->unknown_length ? INT64_MAX : o->info.frames;
     float *block = NULL, *mono = NULL;
     size_t block_n;
     if (!tsr__mul3_size(READ_BLOCK, (size_t)ch, sizeof(float), &block_n) ||
         !(block = tsr__malloc(block_n)))
-        return TSR_FAIL(err, TSR_ERR_OOM, "cannot allocate a %d-channel read block", ch);
+        return DECODE_FAIL(err, TSR_ERR_OOM, "cannot allocate a %d-channel read block", ch);
 
-    int64_t cap = want < FIRST_CAPACITY ? want : FIRST_CAPACITY, n = 0;
+    int64_t cap = o->unknown_length           ? 4 * READ_BLOCK
+                  : want < FIRST_CAPACITY ? want
+                                          : FIRST_CAPACITY;
+    int64_t n = 0;
     if (cap < READ_BLOCK) cap = READ_BLOCK;
     mono = tsr__malloc((size_t)cap * sizeof(float));
     if (!mono) {
         tsr__free(block);
-        return TSR_FAIL(err, TSR_ERR_OOM, "cannot allocate %lld samples", (long long)cap);
+        return DECODE_FAIL(err, TSR_ERR_OOM, "cannot allocate %lld samples", (long long)cap);
     }
 
     tsr_status st = TSR_OK;
@@ -357,8 +494,9 @@ static tsr_status decode_mono(opened *o, float **out, int64_t *n_out, tsr_error 
         sf_count_t got = sf_readf_float(o->sf, block, ask);
         if (got <= 0) break;
         if (n + got > o->max_frames) {
-            st = TSR_FAIL(err, TSR_ERR_LIMIT, "audio is longer than max_audio_seconds (%lld frames at %d Hz)",
-                          (long long)o->max_frames, o->info.samplerate);
+            st = DECODE_FAIL(err, TSR_ERR_LIMIT,
+                             "audio is longer than max_audio_seconds (%lld frames at %d Hz)",
+                             (long long)o->max_frames, o->info.samplerate);
             break;
         }
         if (n + got > cap) {
@@ -369,7 +507,7 @@ static tsr_status decode_mono(opened *o, float **out, int64_t *n_out, tsr_error 
             if (tsr__mul_size((size_t)ncap, sizeof(float), &bytes))
                 grown = tsr__realloc(mono, bytes);
             if (!grown) {
-                st = TSR_FAIL(err, TSR_ERR_OOM, "cannot grow the sample buffer to %lld samples",
+                st = DECODE_FAIL(err, TSR_ERR_OOM, "cannot grow the sample buffer to %lld samples",
                               (long long)ncap);
                 break;
             }
@@ -386,12 +524,13 @@ static tsr_status decode_mono(opened *o, float **out, int64_t *n_out, tsr_error 
     }
     tsr__free(block);
     if (st == TSR_OK && n == 0)
-        st = TSR_FAIL(err, TSR_ERR_FORMAT, "no audio frames could be decoded (header says %lld)",
-                      (long long)want);
+        st = DECODE_FAIL(err, TSR_ERR_FORMAT,
+                         "no audio frames could be decoded (header says %lld)",
+                         o->unknown_length ? -1LL : (long long)want);
     /* librosa.resample rejects non-finite audio (util.valid_audio); so do we. */
     for (int64_t i = 0; st == TSR_OK && i < n; i++)
         if (!isfinite(mono[i]))
-            st = TSR_FAIL(err, TSR_ERR_FORMAT, "sample %lld is not finite", (long long)i);
+            st = DECODE_FAIL(err, TSR_ERR_FORMAT, "sample %lld is not finite", (long long)i);
     if (st != TSR_OK) {
         tsr__free(mono);
         return st;
@@ -412,13 +551,13 @@ static tsr_status resample(const float *x, int64_t n_in, int32_t in_rate, int32_
     /* python-soxr: olen = ilen * out_rate / in_rate + 1, the most soxr may write */
     const double olen_d = floor((double)n_in * (double)out_rate / (double)in_rate) + 1.0;
     if (want_d > 4.0e18 || olen_d > 4.0e18)
-        return TSR_FAIL(err, TSR_ERR_LIMIT, "%lld samples resampled to %d Hz is too large",
+        return DECODE_FAIL(err, TSR_ERR_LIMIT, "%lld samples resampled to %d Hz is too large",
                         (long long)n_in, (int)out_rate);
     const size_t want = (size_t)want_d, olen = (size_t)olen_d;
     const size_t alloc_n = want > olen ? want : olen;
     float *y = tsr__calloc(alloc_n, sizeof(float));
     if (!y)
-        return TSR_FAIL(err, TSR_ERR_OOM, "cannot allocate %zu resampled samples", alloc_n);
+        return DECODE_FAIL(err, TSR_ERR_OOM, "cannot allocate %zu resampled samples", alloc_n);
 
     soxr_error_t serr = NULL;
     const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_S, SOXR_FLOAT32_S);
@@ -427,7 +566,7 @@ static tsr_status resample(const float *x, int64_t n_in, int32_t in_rate, int32_
     if (!s || serr) {
         tsr__free(y);
         if (s) soxr_delete(s);
-        return TSR_FAIL(err, TSR_ERR_INTERNAL, "soxr_create(%d -> %d Hz): %s", (int)in_rate,
+        return DECODE_FAIL(err, TSR_ERR_INTERNAL, "soxr_create(%d -> %d Hz): %s", (int)in_rate,
                         (int)out_rate, serr ? serr : "failed");
     }
     /* python-soxr feeds max(1000, 48000 * in / out) input samples per soxr_process call. */
@@ -451,7 +590,7 @@ static tsr_status resample(const float *x, int64_t n_in, int32_t in_rate, int32_
     soxr_delete(s);
     if (serr) {
         tsr__free(y);
-        return TSR_FAIL(err, TSR_ERR_INTERNAL, "soxr_process: %s", serr);
+        return DECODE_FAIL(err, TSR_ERR_INTERNAL, "soxr_process: %s", serr);
     }
     /* fix_length: keep the first `want` samples; anything soxr did not write stays 0. */
     for (size_t i = pos; i < want; i++) y[i] = 0.0f;
@@ -467,7 +606,7 @@ tsr_status tsr_audio_decode(const uint8_t *buf, size_t len, const tsr_audio_deco
     if (!out) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "out is NULL");
     tsr_audio_decode_params defaults = tsr_audio_decode_params_default();
     const tsr_audio_decode_params *p = params ? params : &defaults;
-    tsr_status st = check_params(p, err);
+    tsr_status st = check_params(__func__, p, err);
     if (st != TSR_OK) return st;
 
     opened o;
@@ -478,6 +617,10 @@ tsr_status tsr_audio_decode(const uint8_t *buf, size_t len, const tsr_audio_deco
     st = decode_mono(&o, &mono, &n, err);
     tsr_audio_info got;
     fill_info(&o, &got);
+    if (o.unknown_length && st == TSR_OK) { /* now we know */
+        got.frames = n;
+        got.duration_s = (double)n / got.sample_rate;
+    }
     sf_close(o.sf);
     if (st != TSR_OK) return st;
 
