@@ -20,11 +20,20 @@
 
 #define PRECISION_BITS 22 /* Pillow: 32 - 8 bits of result - 2 bits of headroom */
 #define ROUND_HALF (1 << (PRECISION_BITS - 1))
-#define HBLOCK_ROWS 8   /* source rows the horizontal pass handles together */
+#define HBLOCK_ROWS 16  /* source rows the horizontal pass handles together */
 #define VCHUNK 64       /* samples per accumulator chunk in the vertical pass */
 /* Largest target accepted (pixels): far above any model input, and it keeps an absurd
  * request from reaching the allocator. */
 #define RESIZE_MAX_PIXELS ((int64_t)1 << 28)
+
+/* The hot loops also get an AVX2 clone, chosen at load time on x86-64 (ifunc). The
+ * arithmetic is integer, so every clone produces the same bytes. */
+#if defined(__x86_64__) && defined(__linux__) && \
+    (defined(__clang__) ? __clang_major__ >= 14 : __GNUC__ >= 6)
+#define HOT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT_CLONES
+#endif
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -209,11 +218,11 @@ static inline void horizontal_block(const uint8_t *src, size_t src_stride, int r
 }
 
 /* Separate instances with a constant channel count so each loop above has a fixed trip. */
-static void horizontal_block3(const uint8_t *src, size_t ss, int rows, int32_t in_w,
+HOT_CLONES static void horizontal_block3(const uint8_t *src, size_t ss, int rows, int32_t in_w,
                               const axis_coeffs *ax, uint8_t *dst, size_t ds, uint8_t *t) {
     horizontal_block(src, ss, rows, in_w, 3, ax, dst, ds, t);
 }
-static void horizontal_block4(const uint8_t *src, size_t ss, int rows, int32_t in_w,
+HOT_CLONES static void horizontal_block4(const uint8_t *src, size_t ss, int rows, int32_t in_w,
                               const axis_coeffs *ax, uint8_t *dst, size_t ds, uint8_t *t) {
     horizontal_block(src, ss, rows, in_w, 4, ax, dst, ds, t);
 }
@@ -239,7 +248,7 @@ static void horizontal_pass(const uint8_t *src, int32_t in_w, int32_t rows, int 
 
 /* Output row y = sum over taps of source rows start[y]+i, all row_len samples at once;
  * src rows are row_len bytes apart. Chunks of VCHUNK accumulators stay in registers. */
-static void vertical_pass(const uint8_t *src, size_t row_len, const axis_coeffs *ay,
+HOT_CLONES static void vertical_pass(const uint8_t *src, size_t row_len, const axis_coeffs *ay,
                           uint8_t *dst) {
     for (int32_t y = 0; y < ay->out_size; y++) {
         const int32_t *k = ay->k + (size_t)y * (size_t)ay->ksize;

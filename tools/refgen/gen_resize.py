@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Writes the image-operation fixtures: tests/fixtures/resize/ and tests/fixtures/ops/.
 
-Usage (from the repository root):
-    tools/refgen/.venv/bin/python tools/refgen/gen_resize.py
+Usage: tools/refgen/refgen.sh resize   (or: .venv/bin/python gen_resize.py [FIXTURES_DIR])
 
 Deterministic: every source image comes from a seeded generator, every expected output
 from the installed Pillow (Image.resize, Image.paste) or transformers.image_transforms
@@ -25,8 +24,9 @@ from transformers.image_transforms import center_crop, normalize, pad, rescale
 from transformers.image_utils import ChannelDimension
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-RESIZE_DIR = os.path.join(ROOT, "tests", "fixtures", "resize")
-OPS_DIR = os.path.join(ROOT, "tests", "fixtures", "ops")
+FIXTURES = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "fixtures")
+RESIZE_DIR = os.path.join(FIXTURES, "resize")
+OPS_DIR = os.path.join(FIXTURES, "ops")
 
 FILTERS = {
     "nearest": Image.Resampling.NEAREST,
