@@ -218,12 +218,14 @@ static inline void horizontal_block(const uint8_t *src, size_t src_stride, int r
 }
 
 /* Separate instances with a constant channel count so each loop above has a fixed trip. */
-HOT_CLONES static void horizontal_block3(const uint8_t *src, size_t ss, int rows, int32_t in_w,
-                              const axis_coeffs *ax, uint8_t *dst, size_t ds, uint8_t *t) {
+HOT_CLONES static void horizontal_block3(const uint8_t *src, size_t ss, int rows,
+                                         int32_t in_w, const axis_coeffs *ax, uint8_t *dst,
+                                         size_t ds, uint8_t *t) {
     horizontal_block(src, ss, rows, in_w, 3, ax, dst, ds, t);
 }
-HOT_CLONES static void horizontal_block4(const uint8_t *src, size_t ss, int rows, int32_t in_w,
-                              const axis_coeffs *ax, uint8_t *dst, size_t ds, uint8_t *t) {
+HOT_CLONES static void horizontal_block4(const uint8_t *src, size_t ss, int rows,
+                                         int32_t in_w, const axis_coeffs *ax, uint8_t *dst,
+                                         size_t ds, uint8_t *t) {
     horizontal_block(src, ss, rows, in_w, 4, ax, dst, ds, t);
 }
 
@@ -248,8 +250,8 @@ static void horizontal_pass(const uint8_t *src, int32_t in_w, int32_t rows, int 
 
 /* Output row y = sum over taps of source rows start[y]+i, all row_len samples at once;
  * src rows are row_len bytes apart. Chunks of VCHUNK accumulators stay in registers. */
-HOT_CLONES static void vertical_pass(const uint8_t *src, size_t row_len, const axis_coeffs *ay,
-                          uint8_t *dst) {
+HOT_CLONES static void vertical_pass(const uint8_t *src, size_t row_len,
+                                     const axis_coeffs *ay, uint8_t *dst) {
     for (int32_t y = 0; y < ay->out_size; y++) {
         const int32_t *k = ay->k + (size_t)y * (size_t)ay->ksize;
         const int32_t n = ay->count[y];
