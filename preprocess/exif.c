@@ -3,9 +3,10 @@
  * ImageOps.exif_transpose.
  *
  * Pillow (Image.getexif -> TiffImagePlugin.ImageFileDirectory_v2.load) reads IFD0 of the
- * TIFF structure; the first entry for a tag wins; entries with an unknown type, no data or
- * data outside the block are skipped; a truncated IFD keeps the entries read so far. The
- * Orientation value is the tag's first element; exif_transpose maps 2..8 and ignores
+ * TIFF structure; the first entry for a tag wins; entries with an unknown type or no data are
+ * skipped; a truncated IFD keeps the entries read so far. The
+ * Orientation value is the tag's first element; an out-of-line value that runs past the
+ * block ends the IFD there (Pillow's short read aborts the loop); exif_transpose maps 2..8 and ignores
  * anything else (a string, an out-of-range number).
  */
 #include "image_internal.h"
@@ -110,8 +111,9 @@ int64_t tsr__exif_orientation(const uint8_t *data, size_t len) {
         if (size > 4) {
             uint64_t voff = rd32(e + 8, be);
             total += size;
-            if (total > len) continue; /* "tag data larger than file" */
-            if (voff > len || len - voff < size) continue;
+            if (total > len) continue; /* "tag data larger than file": tag skipped */
+            /* a short read raises inside the IFD loop: the rest of the IFD is dropped */
+            if (voff > len || len - voff < size) return TSR__ORIENT_ABSENT;
             val = data + voff;
         }
         if (size == 0) continue;

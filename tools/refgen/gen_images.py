@@ -129,8 +129,10 @@ def write_png(w, h, color_type, bit_depth, samples, palette=None, trns=None, int
 # EXIF blobs
 # --------------------------------------------------------------------------------------
 
-def exif_tiff(orientation, big_endian=False, extra_tags=True):
-    """A TIFF structure (no "Exif\\0\\0" prefix) with IFD0 holding Orientation."""
+def exif_tiff(orientation, big_endian=False, extra_tags=True, make_offset=None):
+    """A TIFF structure (no "Exif\\0\\0" prefix) with IFD0 holding Orientation.
+    make_offset: put the Make value's offset there (past the end: Pillow's IFD read stops
+    before Orientation)."""
     e = ">" if big_endian else "<"
     head = (b"MM\x00\x2a" if big_endian else b"II\x2a\x00") + struct.pack(e + "I", 8)
     entries = []
@@ -144,7 +146,8 @@ def exif_tiff(orientation, big_endian=False, extra_tags=True):
     blobs = b""
     for tag, typ, count, inline, blob in entries:
         if blob is not None:
-            ifd += struct.pack(e + "HHII", tag, typ, count, data_off + len(blobs))
+            off = data_off + len(blobs) if make_offset is None else make_offset
+            ifd += struct.pack(e + "HHII", tag, typ, count, off)
             blobs += blob
         else:
             ifd += struct.pack(e + "HHI", tag, typ, count) + inline
@@ -363,6 +366,8 @@ def jpeg_images():
         yield f"jpg_exif{o}", jpeg_bytes(ex, quality=90, exif=exif_app1(o, big_endian=o % 2 == 0))
     yield "jpg_exif6_gray", jpeg_bytes(gray, quality=90, exif=exif_app1(6))
     yield "jpg_exif5_prog", jpeg_bytes(odd, quality=90, progressive=True, exif=exif_app1(5))
+    yield "jpg_exif6_badoffset", jpeg_bytes(ex, quality=90, exif=b"Exif\x00\x00" +
+                                            exif_tiff(6, make_offset=0x1000))
 
 
 def ycck_jpeg(cmyk):
