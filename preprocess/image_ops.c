@@ -4,6 +4,8 @@
  */
 #include "tessera_internal.h"
 
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 /* Largest canvas pad and center_crop create (pixels): far above any model input, and it
@@ -127,10 +129,19 @@ tsr_status tsr_image_normalize(const tsr_image *src, const tsr_normalize_params 
     if (dst_len < need)
         return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "dst holds %zu floats, [%d, %d, %d] needs %zu",
                         dst_len, C, (int)src->height, (int)src->width, need);
+    /* Values are cast to float32 below: they must be finite and in float range. */
+    if (params->do_rescale && !(fabs(params->rescale) * 255.0 <= FLT_MAX))
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "rescale %g is not a finite float32 factor",
+                        params->rescale);
     if (params->do_normalize)
-        for (int c = 0; c < C; c++)
+        for (int c = 0; c < C; c++) {
+            if (!(fabs(params->mean[c]) <= FLT_MAX) || !(fabs(params->std[c]) <= FLT_MAX))
+                return TSR_FAIL(err, TSR_ERR_INVALID_ARG,
+                                "mean[%d] %g or std[%d] %g is not a finite float32", c,
+                                params->mean[c], c, params->std[c]);
             if ((float)params->std[c] == 0.0f)
                 return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "std[%d] is 0", c);
+        }
 
     /* The result depends only on (value, channel): a 256-entry table per channel,
      * computed exactly as transformers does (rescale in double then float32; normalise

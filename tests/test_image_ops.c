@@ -274,6 +274,17 @@ static void test_bad_arguments(void) {
     CHECK(tsr_image_normalize(&src, &p, dst, 72, &err) == TSR_ERR_INVALID_ARG);
     CHECK(strstr(err.message, "std[1]") != NULL);
     p.std[1] = 0.5;
+    p.mean[2] = 1e300; /* would overflow the float32 cast */
+    CHECK(tsr_image_normalize(&src, &p, dst, 72, &err) == TSR_ERR_INVALID_ARG);
+    CHECK(strstr(err.message, "mean[2]") != NULL);
+    p.mean[2] = NAN;
+    CHECK(tsr_image_normalize(&src, &p, dst, 72, &err) == TSR_ERR_INVALID_ARG);
+    p.mean[2] = 0.5;
+    p.rescale = INFINITY;
+    CHECK(tsr_image_normalize(&src, &p, dst, 72, &err) == TSR_ERR_INVALID_ARG);
+    p.rescale = 1e306;
+    CHECK(tsr_image_normalize(&src, &p, dst, 72, &err) == TSR_ERR_INVALID_ARG);
+    p.rescale = 1 / 255.0;
     p.size = 3;
     CHECK(tsr_image_normalize(&src, &p, dst, 72, &err) == TSR_ERR_INVALID_ARG);
     p.size = sizeof p;
