@@ -193,7 +193,11 @@ static inline void horizontal_block(const uint8_t *src, size_t src_stride, int r
         uint8_t *tr = t + r * C;
         if (r < rows) {
             const uint8_t *s = src + (size_t)r * src_stride;
-            for (int32_t x = 0; x < in_w; x++)
+            int32_t x = 0;
+            if (C == 3 && r + 1 < HBLOCK_ROWS) /* RGB as 4-byte moves: the 4th byte lands */
+                for (; x + 1 < in_w; x++)      /* in row r+1's slot, written after this */
+                    memcpy(tr + (size_t)x * L, s + (size_t)x * 3, 4);
+            for (; x < in_w; x++)
                 for (int c = 0; c < C; c++) tr[(size_t)x * L + c] = s[(size_t)x * C + c];
         } else {
             for (int32_t x = 0; x < in_w; x++)
