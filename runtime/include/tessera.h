@@ -340,6 +340,198 @@ tsr_status tsr_safetensors_write_file(const char *path, int64_t n, const char *c
                                       const char *const *meta_keys,
                                       const char *const *meta_values, tsr_error *err);
 
+/* ------------------------------------------------------------------------------------ */
+/* Tokenizer                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+/* A Hugging Face `tokenizer.json` tokenizer (BPE model; byte-level or SentencePiece style with
+ * byte fallback), equal to the `tokenizers` library: same ids, same decoded text.
+ * Supported components: normalizers NFC/NFD/NFKC/NFKD, Lowercase, Prepend, Replace, Strip,
+ * StripAccents, Sequence; pre-tokenizers Split (PCRE2, all behaviours, invert), ByteLevel,
+ * Metaspace, Digits, Sequence; post-processors TemplateProcessing, ByteLevel, Sequence;
+ * decoders ByteLevel, Metaspace, ByteFallback, Fuse, Strip, Replace, Sequence. Anything else
+ * fails to load with UNSUPPORTED naming it.
+ * A loaded tokenizer is immutable: every function taking a `const tsr_tokenizer *` may be
+ * called from several threads at once. */
+typedef struct tsr_tokenizer tsr_tokenizer;
+
+/* Loads model_dir/tokenizer.json, plus tokenizer_config.json and special_tokens_map.json when
+ * present (bos/eos/pad/unk names, added_tokens_decoder entries missing from tokenizer.json). */
+tsr_status tsr_tokenizer_load(const char *model_dir, tsr_tokenizer **out /* OUT */,
+                              tsr_error *err);
+/* Same from memory. config_json and special_tokens_map_json may be NULL. Buffers are
+ * borrowed for the call. */
+tsr_status tsr_tokenizer_load_memory(const char *tokenizer_json, size_t len,
+                                     const char *config_json, size_t config_len,
+                                     const char *special_tokens_map_json, size_t map_len,
+                                     tsr_tokenizer **out /* OUT */, tsr_error *err);
+void tsr_tokenizer_free(tsr_tokenizer *tok);
+
+/* Token ids owned by the caller; release with tsr_token_ids_free(). */
+typedef struct tsr_token_ids {
+    int32_t *ids;
+    size_t n;
+} tsr_token_ids;
+
+void tsr_token_ids_free(tsr_token_ids *ids);
+
+/* Encodes UTF-8 text (len bytes; may contain NUL). Added/special tokens written in the text
+ * are always recognised; add_special_tokens != 0 also applies the post-processor template
+ * (e.g. BOS). Invalid UTF-8 is INVALID_ARG. */
+tsr_status tsr_tokenizer_encode(const tsr_tokenizer *tok, const char *text, size_t len,
+                                int add_special_tokens, tsr_token_ids *out /* OUT */,
+                                tsr_error *err);
+
+/* Decodes ids to UTF-8 (*text is NUL-terminated, owned by the caller, released with
+ * tsr_tokenizer_text_free()). skip_special_tokens != 0 drops added tokens marked special.
+ * An id outside [0, tsr_tokenizer_vocab_size()) or naming no token is INVALID_ARG. */
+tsr_status tsr_tokenizer_decode(const tsr_tokenizer *tok, const int32_t *ids, size_t n,
+                                int skip_special_tokens, char **text /* OUT */,
+                                size_t *len /* OUT, may be NULL */, tsr_error *err);
+void tsr_tokenizer_text_free(char *text);
+
+/* Ids span [0, vocab_size); holes (ids naming no token) are possible. */
+int32_t tsr_tokenizer_vocab_size(const tsr_tokenizer *tok);
+/* Id of a token string (added tokens first, then the model vocabulary), or -1. */
+int32_t tsr_tokenizer_token_to_id(const tsr_tokenizer *tok, const char *token, size_t len);
+/* Token string as written in tokenizer.json (NUL-terminated, valid while tok lives), or NULL. */
+const char *tsr_tokenizer_id_to_token(const tsr_tokenizer *tok, int32_t id);
+/* 1 when id is an added token marked special, else 0. */
+int tsr_tokenizer_is_special(const tsr_tokenizer *tok, int32_t id);
+/* Ids of the configured bos/eos/pad/unk tokens (tokenizer_config.json, then
+ * special_tokens_map.json), or -1 when not configured. */
+int32_t tsr_tokenizer_bos_id(const tsr_tokenizer *tok);
+int32_t tsr_tokenizer_eos_id(const tsr_tokenizer *tok);
+int32_t tsr_tokenizer_pad_id(const tsr_tokenizer *tok);
+int32_t tsr_tokenizer_unk_id(const tsr_tokenizer *tok);
+
+/* Streaming detokenizer: fed one id at a time, it returns only text that is complete UTF-8
+ * and will not change with later ids (the algorithm of `tokenizers`' DecodeStream). One
+ * stream per generation, used by one thread at a time; it borrows tok. */
+typedef struct tsr_detok_stream tsr_detok_stream;
+
+tsr_status tsr_detok_stream_new(const tsr_tokenizer *tok, int skip_special_tokens,
+                                tsr_detok_stream **out /* OUT */, tsr_error *err);
+/* Appends id; *text and *len receive the newly complete text (possibly empty), owned by the
+ * stream and valid until the next call on it. */
+tsr_status tsr_detok_stream_step(tsr_detok_stream *s, int32_t id, const char **text /* OUT */,
+                                 size_t *len /* OUT */, tsr_error *err);
+/* Returns whatever is still held back (decoded with U+FFFD for incomplete bytes) and resets. */
+tsr_status tsr_detok_stream_flush(tsr_detok_stream *s, const char **text /* OUT */,
+                                  size_t *len /* OUT */, tsr_error *err);
+void tsr_detok_stream_free(tsr_detok_stream *s);
+
+/* ------------------------------------------------------------------------------------ */
+/* Chat templates                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/* A conversation turns into the prompt string a checkpoint's chat template produces, equal
+ * to transformers' apply_chat_template(messages, tokenize=False, add_generation_prompt=...).
+ * Templates are recognised by content (a fingerprint of the template text) and rendered by a
+ * built-in Jinja interpreter. Known families and revisions:
+ *   qwen2_vl   Qwen2-VL / Qwen2.5-VL Instruct (the base checkpoints' template is refused:
+ *              it formats one content list, not a conversation)
+ *   llava_next llava-v1.6-mistral (both hub revisions), llava-v1.6-vicuna
+ *   mllama     Llama-3.2-Vision-Instruct (the 2024 template and the later one)
+ *   mistral3   Mistral-Small-3.1-24B-Instruct-2503
+ *   minicpmo   MiniCPM-o 2.6 audio conversations (model.chat()'s TTS template, read from the
+ *              checkpoint's modeling_minicpmo.py; content parts are flattened as chat() does)
+ * An unknown template is TSR_ERR_UNSUPPORTED unless params->allow_unknown is set. Audio in a
+ * family that takes none is TSR_ERR_UNSUPPORTED. Errors a template raises for a conversation
+ * (raise_exception, a type error) are TSR_ERR_INVALID_ARG with the template's message. */
+
+typedef enum tsr_chat_part_type {
+    TSR_CHAT_PART_TEXT = 0,
+    TSR_CHAT_PART_IMAGE,
+    TSR_CHAT_PART_AUDIO
+} tsr_chat_part_type;
+
+/* One content part. Strings are borrowed. */
+typedef struct tsr_chat_part {
+    tsr_chat_part_type type;
+    const char *text;   /* TEXT: the text (required); IMAGE: URL or data: URI; AUDIO: base64
+                           data. The template sees only {"type": "image"|"audio"}. */
+    const char *format; /* AUDIO: "wav", "mp3", ... as given; NULL otherwise */
+} tsr_chat_part;
+
+/* One message. content (a plain string) is used when parts is NULL; the template sees
+ * content as a string or as a list of parts accordingly, which matters to most templates.
+ * Both NULL: the message has no content key. */
+typedef struct tsr_chat_message {
+    const char *role; /* "system", "user", "assistant", ... */
+    const char *content;
+    const tsr_chat_part *parts;
+    size_t n_parts;
+} tsr_chat_message;
+
+typedef struct tsr_chat_template tsr_chat_template; /* immutable once loaded; shareable */
+
+typedef struct tsr_chat_template_params {
+    size_t size;              /* sizeof(tsr_chat_template_params) */
+    int32_t allow_unknown;    /* non-zero: render templates whose fingerprint is unknown */
+    /* Special tokens passed to the template as bos_token, eos_token, unk_token, pad_token.
+     * Non-NULL values override those read from tokenizer_config.json / special_tokens_map.json. */
+    const char *bos_token;
+    const char *eos_token;
+    const char *unk_token;
+    const char *pad_token;
+    /* MiniCPM-o: text of model.chat()'s TTS template, for tsr_chat_template_from_string
+     * (tsr_chat_template_load reads it from modeling_minicpmo.py). May be NULL. */
+    const char *audio_template;
+} tsr_chat_template_params;
+
+tsr_chat_template_params tsr_chat_template_params_default(void);
+
+/* Loads the template of a model directory as transformers finds it: chat_template.jinja,
+ * then chat_template.json ("chat_template"), then tokenizer_config.json ("chat_template", a
+ * string or the "default" entry of a list); special tokens from tokenizer_config.json, then
+ * special_tokens_map.json. params may be NULL. */
+tsr_status tsr_chat_template_load(const char *model_dir, const tsr_chat_template_params *params,
+                                  tsr_chat_template **out /* OUT */, tsr_error *err);
+/* The same from template text (len bytes; UTF-8). */
+tsr_status tsr_chat_template_from_string(const char *text, size_t len,
+                                         const tsr_chat_template_params *params,
+                                         tsr_chat_template **out /* OUT */, tsr_error *err);
+void tsr_chat_template_free(tsr_chat_template *t);
+
+/* "qwen2_vl", "llava_next", "mllama", "minicpmo", "mistral3" or "unknown"; never NULL. */
+const char *tsr_chat_template_family(const tsr_chat_template *t);
+/* Revision name, e.g. "llava-v1.6-mistral"; "unknown" when not recognised; never NULL. */
+const char *tsr_chat_template_revision(const tsr_chat_template *t);
+/* FNV-1a 64 of the main template text. */
+uint64_t tsr_chat_template_fingerprint(const tsr_chat_template *t);
+
+typedef struct tsr_chat_render_params {
+    size_t size;                   /* sizeof(tsr_chat_render_params) */
+    int32_t add_generation_prompt; /* default 1 */
+    int64_t now_unix;              /* time strftime_now() shows (local time zone); 0: now */
+    size_t max_output_bytes;       /* default 16 MiB (LIMIT beyond) */
+} tsr_chat_render_params;
+
+tsr_chat_render_params tsr_chat_render_params_default(void);
+
+/* Renders messages[0..n) to a NUL-terminated prompt (*out, freed with tsr_chat_string_free;
+ * *out_len may be NULL). params may be NULL. Thread-safe on a shared template. */
+tsr_status tsr_chat_template_render(const tsr_chat_template *t, const tsr_chat_message *messages,
+                                    size_t n, const tsr_chat_render_params *params,
+                                    char **out /* OUT */, size_t *out_len /* OUT */,
+                                    tsr_error *err);
+void tsr_chat_string_free(char *s);
+
+/* Messages parsed from OpenAI-style JSON: an array of messages or an object with
+ * "messages". content is a string, null, or an array of parts: {"type": "text", "text"},
+ * {"type": "image_url", "image_url": {"url"} or "url"}, {"type": "input_audio",
+ * "input_audio": {"data", "format"}}, and the HF forms {"type": "image"|"audio"}. Other
+ * message keys are ignored. Errors name the path ("messages[1].content[2].type"). */
+typedef struct tsr_chat_messages tsr_chat_messages;
+
+tsr_status tsr_chat_messages_parse_json(const char *json, size_t len,
+                                        tsr_chat_messages **out /* OUT */, tsr_error *err);
+size_t tsr_chat_messages_count(const tsr_chat_messages *m);
+/* The messages (count of them), valid until tsr_chat_messages_free. */
+const tsr_chat_message *tsr_chat_messages_items(const tsr_chat_messages *m);
+void tsr_chat_messages_free(tsr_chat_messages *m);
+
 #ifdef __cplusplus
 }
 #endif
