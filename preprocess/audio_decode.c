@@ -594,6 +594,13 @@ static tsr_status resample(const float *x, int64_t n_in, int32_t in_rate, int32_
     }
     /* fix_length: keep the first `want` samples; anything soxr did not write stays 0. */
     for (size_t i = pos; i < want; i++) y[i] = 0.0f;
+    /* Float input near FLT_MAX overflows in the filter (librosa would return inf). */
+    for (size_t i = 0; i < want; i++)
+        if (!isfinite(y[i])) {
+            tsr__free(y);
+            return DECODE_FAIL(err, TSR_ERR_FORMAT,
+                               "resampled sample %zu is not finite (input samples too large)", i);
+        }
     *out = y;
     *n_out = (int64_t)want;
     return TSR_OK;
