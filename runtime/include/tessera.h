@@ -140,6 +140,29 @@ typedef enum tsr_media_kind {
 tsr_media_kind tsr_media_sniff(const uint8_t *buf, size_t len);
 
 /* ------------------------------------------------------------------------------------ */
+/* Named tensor lists (processor outputs, safetensors contents)                          */
+/* ------------------------------------------------------------------------------------ */
+
+/* An ordered list of uniquely named tensors, as a Hugging Face processor returns them
+ * ("input_ids", "pixel_values", ...). The list owns the tensors added to it. */
+typedef struct tsr_tensor_list tsr_tensor_list;
+
+tsr_status tsr_tensor_list_new(tsr_tensor_list **out /* OUT */, tsr_error *err);
+void tsr_tensor_list_free(tsr_tensor_list *list);
+/* Moves *t into the list under `name` (copied); on success *t is zeroed. On failure *t is
+ * left to the caller. A repeated name is INVALID_ARG. */
+tsr_status tsr_tensor_list_add(tsr_tensor_list *list, const char *name, tsr_tensor *t,
+                               tsr_error *err);
+int64_t tsr_tensor_list_count(const tsr_tensor_list *list);
+/* Name and tensor at index i (insertion order); NULL when out of range. */
+const char *tsr_tensor_list_name(const tsr_tensor_list *list, int64_t i);
+const tsr_tensor *tsr_tensor_list_at(const tsr_tensor_list *list, int64_t i);
+/* Tensor named `name`, or NULL. Valid until the list is freed. */
+const tsr_tensor *tsr_tensor_list_get(const tsr_tensor_list *list, const char *name);
+/* Writes every tensor of the list, in order, to a safetensors file. */
+tsr_status tsr_tensor_list_save(const tsr_tensor_list *list, const char *path, tsr_error *err);
+
+/* ------------------------------------------------------------------------------------ */
 /* Images                                                                                 */
 /* ------------------------------------------------------------------------------------ */
 
