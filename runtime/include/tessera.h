@@ -444,6 +444,117 @@ tsr_status tsr_detok_stream_flush(tsr_detok_stream *s, const char **text /* OUT 
                                   size_t *len /* OUT */, tsr_error *err);
 void tsr_detok_stream_free(tsr_detok_stream *s);
 
+/* ------------------------------------------------------------------------------------ */
+/* Chat templates                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/* A conversation turns into the prompt string a checkpoint's chat template produces, equal
+ * to transformers' apply_chat_template(messages, tokenize=False, add_generation_prompt=...).
+ * Templates are recognised by content (a fingerprint of the template text) and rendered by a
+ * built-in Jinja interpreter. Known families and revisions:
+ *   qwen2_vl   Qwen2-VL / Qwen2.5-VL Instruct (the base checkpoints' template is refused:
+ *              it formats one content list, not a conversation)
+ *   llava_next llava-v1.6-mistral (both hub revisions), llava-v1.6-vicuna
+ *   mllama     Llama-3.2-Vision-Instruct (the 2024 template and the later one)
+ *   mistral3   Mistral-Small-3.1-24B-Instruct-2503
+ *   minicpmo   MiniCPM-o 2.6 audio conversations (model.chat()'s TTS template, read from the
+ *              checkpoint's modeling_minicpmo.py; content parts are flattened as chat() does)
+ * An unknown template is TSR_ERR_UNSUPPORTED unless params->allow_unknown is set. Audio in a
+ * family that takes none is TSR_ERR_UNSUPPORTED. Errors a template raises for a conversation
+ * (raise_exception, a type error) are TSR_ERR_INVALID_ARG with the template's message. */
+
+typedef enum tsr_chat_part_type {
+    TSR_CHAT_PART_TEXT = 0,
+    TSR_CHAT_PART_IMAGE,
+    TSR_CHAT_PART_AUDIO
+} tsr_chat_part_type;
+
+/* One content part. Strings are borrowed. */
+typedef struct tsr_chat_part {
+    tsr_chat_part_type type;
+    const char *text;   /* TEXT: the text (required); IMAGE: URL or data: URI; AUDIO: base64
+                           data. The template sees only {"type": "image"|"audio"}. */
+    const char *format; /* AUDIO: "wav", "mp3", ... as given; NULL otherwise */
+} tsr_chat_part;
+
+/* One message. content (a plain string) is used when parts is NULL; the template sees
+ * content as a string or as a list of parts accordingly, which matters to most templates.
+ * Both NULL: the message has no content key. */
+typedef struct tsr_chat_message {
+    const char *role; /* "system", "user", "assistant", ... */
+    const char *content;
+    const tsr_chat_part *parts;
+    size_t n_parts;
+} tsr_chat_message;
+
+typedef struct tsr_chat_template tsr_chat_template; /* immutable once loaded; shareable */
+
+typedef struct tsr_chat_template_params {
+    size_t size;              /* sizeof(tsr_chat_template_params) */
+    int32_t allow_unknown;    /* non-zero: render templates whose fingerprint is unknown */
+    /* Special tokens passed to the template as bos_token, eos_token, unk_token, pad_token.
+     * Non-NULL values override those read from tokenizer_config.json / special_tokens_map.json. */
+    const char *bos_token;
+    const char *eos_token;
+    const char *unk_token;
+    const char *pad_token;
+    /* MiniCPM-o: text of model.chat()'s TTS template, for tsr_chat_template_from_string
+     * (tsr_chat_template_load reads it from modeling_minicpmo.py). May be NULL. */
+    const char *audio_template;
+} tsr_chat_template_params;
+
+tsr_chat_template_params tsr_chat_template_params_default(void);
+
+/* Loads the template of a model directory as transformers finds it: chat_template.jinja,
+ * then chat_template.json ("chat_template"), then tokenizer_config.json ("chat_template", a
+ * string or the "default" entry of a list); special tokens from tokenizer_config.json, then
+ * special_tokens_map.json. params may be NULL. */
+tsr_status tsr_chat_template_load(const char *model_dir, const tsr_chat_template_params *params,
+                                  tsr_chat_template **out /* OUT */, tsr_error *err);
+/* The same from template text (len bytes; UTF-8). */
+tsr_status tsr_chat_template_from_string(const char *text, size_t len,
+                                         const tsr_chat_template_params *params,
+                                         tsr_chat_template **out /* OUT */, tsr_error *err);
+void tsr_chat_template_free(tsr_chat_template *t);
+
+/* "qwen2_vl", "llava_next", "mllama", "minicpmo", "mistral3" or "unknown"; never NULL. */
+const char *tsr_chat_template_family(const tsr_chat_template *t);
+/* Revision name, e.g. "llava-v1.6-mistral"; "unknown" when not recognised; never NULL. */
+const char *tsr_chat_template_revision(const tsr_chat_template *t);
+/* FNV-1a 64 of the main template text. */
+uint64_t tsr_chat_template_fingerprint(const tsr_chat_template *t);
+
+typedef struct tsr_chat_render_params {
+    size_t size;                   /* sizeof(tsr_chat_render_params) */
+    int32_t add_generation_prompt; /* default 1 */
+    int64_t now_unix;              /* time strftime_now() shows (local time zone); 0: now */
+    size_t max_output_bytes;       /* default 16 MiB (LIMIT beyond) */
+} tsr_chat_render_params;
+
+tsr_chat_render_params tsr_chat_render_params_default(void);
+
+/* Renders messages[0..n) to a NUL-terminated prompt (*out, freed with tsr_chat_string_free;
+ * *out_len may be NULL). params may be NULL. Thread-safe on a shared template. */
+tsr_status tsr_chat_template_render(const tsr_chat_template *t, const tsr_chat_message *messages,
+                                    size_t n, const tsr_chat_render_params *params,
+                                    char **out /* OUT */, size_t *out_len /* OUT */,
+                                    tsr_error *err);
+void tsr_chat_string_free(char *s);
+
+/* Messages parsed from OpenAI-style JSON: an array of messages or an object with
+ * "messages". content is a string, null, or an array of parts: {"type": "text", "text"},
+ * {"type": "image_url", "image_url": {"url"} or "url"}, {"type": "input_audio",
+ * "input_audio": {"data", "format"}}, and the HF forms {"type": "image"|"audio"}. Other
+ * message keys are ignored. Errors name the path ("messages[1].content[2].type"). */
+typedef struct tsr_chat_messages tsr_chat_messages;
+
+tsr_status tsr_chat_messages_parse_json(const char *json, size_t len,
+                                        tsr_chat_messages **out /* OUT */, tsr_error *err);
+size_t tsr_chat_messages_count(const tsr_chat_messages *m);
+/* The messages (count of them), valid until tsr_chat_messages_free. */
+const tsr_chat_message *tsr_chat_messages_items(const tsr_chat_messages *m);
+void tsr_chat_messages_free(tsr_chat_messages *m);
+
 #ifdef __cplusplus
 }
 #endif
