@@ -290,11 +290,12 @@ typedef struct tsr_audio {
 
 /* Header facts, before any mixing or resampling. */
 typedef struct tsr_audio_info {
-    char format[16]; /* "wav", "flac", "ogg", "mp3", ... */
+    char format[16]; /* "wav" (also WAVEX/RF64), "w64", "aiff", "au", "caf", "flac", "ogg", "mp3" */
     int32_t sample_rate;
     int32_t channels;
-    int64_t frames;
-    double duration_s;
+    int64_t frames;    /* -1 from tsr_audio_probe when the file does not say (an Ogg stream cut
+                          short); tsr_audio_decode then reports the frames it decoded */
+    double duration_s; /* frames / sample_rate; -1 when frames is -1 */
 } tsr_audio_info;
 
 typedef struct tsr_audio_decode_params {
@@ -306,11 +307,19 @@ typedef struct tsr_audio_decode_params {
 tsr_audio_decode_params tsr_audio_decode_params_default(void); /* 16 kHz */
 
 /* Decodes WAV/FLAC/OGG/MP3 (what libsndfile supports) from memory, averages channels to
- * mono, resamples to params->sample_rate as librosa.load(sr=...) does. */
+ * mono, resamples to params->sample_rate as librosa.load(sr=...) does (soundfile float32
+ * decode, float32 channel mean, libsoxr HQ, length ceil(frames * out / in)).
+ * Accepted: WAV/WAVEX/RF64, W64, AIFF, AU, CAF, FLAC, Ogg (Vorbis, Opus) and MP3 when the
+ * system libsndfile has it (otherwise UNSUPPORTED, saying so); PCM 8..32 bit, float, double,
+ * u-law, A-law. Other codecs (ADPCM, GSM, G.72x, ...) and file rates outside 1000..768000 Hz
+ * are UNSUPPORTED. Corrupt or truncated headers, no decodable frames and non-finite samples
+ * (also after resampling) are FORMAT. params->limits (encoded bytes, channels, seconds; 0 =
+ * no limit) give LIMIT, checked from the header before allocating and again while decoding.
+ * Thread-safe. */
 tsr_status tsr_audio_decode(const uint8_t *buf, size_t len, const tsr_audio_decode_params *params,
                             tsr_audio *out /* OUT */, tsr_audio_info *info /* OUT, may be NULL */,
                             tsr_error *err);
-/* Reads only the header. */
+/* Reads only the header (same checks as tsr_audio_decode, except those on the samples). */
 tsr_status tsr_audio_probe(const uint8_t *buf, size_t len, const tsr_audio_decode_params *params,
                            tsr_audio_info *info /* OUT */, tsr_error *err);
 void tsr_audio_free(tsr_audio *audio);
@@ -319,7 +328,9 @@ void tsr_audio_free(tsr_audio *audio);
  * reflect padding, Slaney mel filters, log10 / max-8 clamp / (x+4)/4.
  * pad_to_samples > 0: truncate or zero-pad to that many samples first (480000 = 30 s) and
  * emit pad_to_samples/160 frames; 0: no fixed padding, emit n_samples/160 frames (needs
- * n_samples > 200 for the reflect padding). Output: F32 [n_mels, frames]. */
+ * n_samples > 200 for the reflect padding). Output: F32 [n_mels, frames], at most 10^6
+ * frames (LIMIT). Matches the torch path of transformers within 1e-4 abs. params may be
+ * NULL (80 mels, 16 kHz, 30 s). Thread-safe (one FFTW plan, created under a lock). */
 typedef struct tsr_logmel_params {
     size_t size;
     int32_t n_mels;          /* 80 or 128 (any 1..256 accepted) */
