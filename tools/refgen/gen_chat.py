@@ -2,6 +2,7 @@
 """Reference fixtures for chat templates (text/jinja*.c, text/chat_template.c).
 
 Writes tests/fixtures/chat/:
+  seeds/<name>.jinja   the same templates as files (the corpus of tests/fuzz/fuzz_jinja.c)
   jinja_cases.json     small made-up templates (written here, not taken from any model) that
                        exercise every construct the interpreter supports, each rendered by
                        jinja2 exactly as transformers configures it, or the error it raises
@@ -389,8 +390,14 @@ def main():
     out_dir = os.path.join(fixtures, "chat")
     os.makedirs(out_dir, exist_ok=True)
     versions = {"transformers": transformers.__version__, "jinja2": jinja2.__version__}
+    cases = jinja_cases()
     write_json(os.path.join(out_dir, "jinja_cases.json"),
-               {"reference": versions, "now_unix": FIXED_NOW_UNIX, "cases": jinja_cases()})
+               {"reference": versions, "now_unix": FIXED_NOW_UNIX, "cases": cases})
+    seeds = os.path.join(out_dir, "seeds")  # fuzz_jinja's corpus: the same templates, as files
+    os.makedirs(seeds, exist_ok=True)
+    for case in cases:
+        with open(os.path.join(seeds, case["name"] + ".jinja"), "w", encoding="utf-8") as f:
+            f.write(case["template"])
     for t in TEMPLATES:
         name = f"{t['family']}--{t['revision']}"
         template = template_text(t, out_dir)
