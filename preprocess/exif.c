@@ -88,14 +88,14 @@ int64_t tsr__exif_orientation(const uint8_t *data, size_t len) {
         data += 6;
         len -= 6;
     }
-    if (len < 8) return TSR__ORIENT_ABSENT;
-    int be;
-    if (data[0] == 'I' && data[1] == 'I') be = 0;
-    else if (data[0] == 'M' && data[1] == 'M') be = 1;
-    else return TSR__ORIENT_ABSENT;
-    /* accepted version words: 0x2a in either byte order (BigTIFF is not EXIF) */
-    if (!((data[2] == 0x2a && data[3] == 0) || (data[2] == 0 && data[3] == 0x2a)))
-        return TSR__ORIENT_ABSENT;
+    if (len == 0) return TSR__ORIENT_ABSENT; /* empty EXIF: no tags */
+    /* TiffImagePlugin PREFIXES; "II+\0" is BigTIFF, whose 16-byte header an 8-byte read
+     * cannot hold; a short header fails to unpack */
+    static const char *const prefixes[5] = {"MM\0*", "II*\0", "MM*\0", "II\0*", "MM\0+"};
+    int known = 0;
+    for (int i = 0; i < 5 && len >= 4; i++) known |= memcmp(data, prefixes[i], 4) == 0;
+    if (!known || len < 8) return TSR__ORIENT_INVALID;
+    int be = data[0] == 'M';
     uint64_t off = rd32(data + 4, be);
     if (off > len || len - off < 2) return TSR__ORIENT_ABSENT;
     uint32_t count = rd16(data + off, be);

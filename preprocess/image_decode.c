@@ -63,8 +63,8 @@ tsr_image_decode_params tsr_image_decode_params_default(void) {
     return p;
 }
 
-tsr_status tsr__image_check_limits(int64_t width, int64_t height, const tsr_limits *limits,
-                                   tsr_error *err) {
+static tsr_status check_limits(int64_t width, int64_t height, const tsr_limits *limits,
+                               tsr_error *err) {
     if (width <= 0 || height <= 0)
         return tsr__fail(err, TSR_ERR_FORMAT, "image size %lld x %lld in the header",
                          (long long)width, (long long)height);
@@ -87,6 +87,17 @@ tsr_status tsr__image_check_limits(int64_t width, int64_t height, const tsr_limi
                              (long long)width, (long long)height, hi / lo,
                              limits->max_aspect);
     }
+    return TSR_OK;
+}
+
+tsr_status tsr__image_check_header(const tsr__image_header *h,
+                                   const tsr_image_decode_params *params, tsr_error *err) {
+    tsr_status st = check_limits(h->width, h->height, &params->limits, err);
+    if (st != TSR_OK) return st;
+    if (params->apply_exif && h->exif_invalid)
+        return tsr__fail(err, TSR_ERR_FORMAT,
+                         "the EXIF block is not a TIFF structure (Pillow's exif_transpose "
+                         "raises on it; decode with apply_exif = 0 to ignore EXIF)");
     return TSR_OK;
 }
 
@@ -164,8 +175,8 @@ tsr_status tsr_image_probe(const uint8_t *buf, size_t len, const tsr_image_decod
     tsr_image_decode_params def = tsr_image_decode_params_default();
     if (!params) params = &def;
     tsr__image_header h;
-    st = fmt == TSR_IMAGE_FORMAT_PNG ? tsr__png_probe(buf, len, &params->limits, &h, err)
-                                     : tsr__jpeg_probe(buf, len, &params->limits, &h, err);
+    st = fmt == TSR_IMAGE_FORMAT_PNG ? tsr__png_probe(buf, len, params, &h, err)
+                                     : tsr__jpeg_probe(buf, len, params, &h, err);
     if (st != TSR_OK) return named(st, __func__, err);
     fill_info(&h, params->apply_exif, info);
     return TSR_OK;
@@ -184,8 +195,8 @@ tsr_status tsr_image_decode(const uint8_t *buf, size_t len, const tsr_image_deco
     tsr__image_header h;
     tsr_image img;
     st = fmt == TSR_IMAGE_FORMAT_PNG
-             ? tsr__png_decode(buf, len, &params->limits, params->channels, &h, &img, err)
-             : tsr__jpeg_decode(buf, len, &params->limits, params->channels, &h, &img, err);
+             ? tsr__png_decode(buf, len, params, &h, &img, err)
+             : tsr__jpeg_decode(buf, len, params, &h, &img, err);
     if (st != TSR_OK) return named(st, __func__, err);
     if (params->apply_exif) {
         st = tsr__image_orient(&img, h.orientation, err);

@@ -27,6 +27,7 @@ typedef struct jpg_scan {
     uint32_t width, height;
     int bits, components;
     int32_t orientation;
+    int32_t exif_invalid;
 } jpg_scan;
 
 static uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
@@ -39,7 +40,7 @@ static tsr_status jpg_walk(const uint8_t *buf, size_t len, jpg_scan *s, tsr_erro
     const uint8_t *exif = NULL; /* first APP1 Exif segment, later ones appended (Pillow) */
     size_t exif_len = 0;
     uint8_t *exif_joined = NULL;
-    int xmp_orient = -1, have_sof = 0, have_sos = 0;
+    int xmp_orient = -1, have_sof = 0, have_sos = 0, jfif_dpi = 0;
     tsr_status st = TSR_OK;
     size_t p = 2;
     while (p < len) {
@@ -100,9 +101,12 @@ static tsr_status jpg_walk(const uint8_t *buf, size_t len, jpg_scan *s, tsr_erro
                 }
                 q += tl;
             }
-        } else if (m == 0xe0 && dn >= 4 && memcmp(d, "JFIF", 4) == 0 && dn < 7) {
-            st = FAIL_JPG("truncated JFIF segment");
-            goto done;
+        } else if (m == 0xe0 && dn >= 4 && memcmp(d, "JFIF", 4) == 0) {
+            if (dn < 7) {
+                st = FAIL_JPG("truncated JFIF segment");
+                goto done;
+            }
+            if (dn >= 12 && (d[7] == 1 || d[7] == 2)) jfif_dpi = 1; /* Pillow info["dpi"] */
         } else if (m == 0xee && dn >= 5 && memcmp(d, "Adobe", 5) == 0 && dn < 7) {
             st = FAIL_JPG("truncated Adobe segment");
             goto done;
@@ -137,7 +141,14 @@ static tsr_status jpg_walk(const uint8_t *buf, size_t len, jpg_scan *s, tsr_erro
         st = FAIL_JPG("image size %u x %u in SOF", s->width, s->height);
         goto done;
     }
+    /* Pillow's _open reads the EXIF for dpi unless JFIF gave one; a bad block then leaves
+     * an empty, cached EXIF (no orientation, no XMP look-up). With JFIF dpi the bad block
+     * is first parsed by exif_transpose, which raises. */
     int64_t o = exif ? tsr__exif_orientation(exif, exif_len) : TSR__ORIENT_ABSENT;
+    if (o == TSR__ORIENT_INVALID) {
+        s->exif_invalid = jfif_dpi;
+        o = 1;
+    }
     if (o == TSR__ORIENT_ABSENT) o = xmp_orient;
     s->orientation = (o >= 1 && o <= 8) ? (int32_t)o : 1;
 done:
@@ -154,17 +165,19 @@ static void fill_header(const jpg_scan *s, tsr__image_header *h) {
     h->channels = s->components;
     h->has_alpha = 0;
     h->orientation = s->orientation;
+    h->exif_invalid = s->exif_invalid;
     snprintf(h->mode, sizeof h->mode, "%s",
              s->components == 1 ? "L" : s->components == 3 ? "RGB" : "CMYK");
 }
 
-tsr_status tsr__jpeg_probe(const uint8_t *buf, size_t len, const tsr_limits *limits,
-                           tsr__image_header *hdr, tsr_error *err) {
+tsr_status tsr__jpeg_probe(const uint8_t *buf, size_t len,
+                           const tsr_image_decode_params *params, tsr__image_header *hdr,
+                           tsr_error *err) {
     jpg_scan s;
     tsr_status st = jpg_walk(buf, len, &s, err);
     if (st != TSR_OK) return st;
     fill_header(&s, hdr);
-    return tsr__image_check_limits( s.width, s.height, limits, err);
+    return tsr__image_check_header(hdr, params, err);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -231,14 +244,15 @@ static void convert_row(const uint8_t *in, uint8_t *o, JDIMENSION w, int comps, 
     }
 }
 
-tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len, const tsr_limits *limits,
-                            int32_t channels, tsr__image_header *hdr, tsr_image *out,
-                            tsr_error *err) {
+tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len,
+                            const tsr_image_decode_params *params, tsr__image_header *hdr,
+                            tsr_image *out, tsr_error *err) {
+    const int32_t channels = params->channels;
     jpg_scan s;
     tsr_status st = jpg_walk(buf, len, &s, err);
     if (st != TSR_OK) return st;
     fill_header(&s, hdr);
-    st = tsr__image_check_limits( s.width, s.height, limits, err);
+    st = tsr__image_check_header(hdr, params, err);
     if (st != TSR_OK) return st;
 
     struct jpeg_decompress_struct cinfo;

@@ -154,7 +154,7 @@ static void read_raw_profile(png_scan *s, const uint8_t *v, size_t n) {
         i++;
     }
     uint8_t *bin = tsr__malloc(n / 2 + 1);
-    if (!bin) return;
+    if (!bin) return; /* only orientation is lost; the decode itself goes on */
     size_t m = 0;
     int hi = -1, ok = 1;
     for (; i < n && ok; i++) {
@@ -173,10 +173,8 @@ static void read_raw_profile(png_scan *s, const uint8_t *v, size_t n) {
         if (hi < 0) hi = d;
         else { bin[m++] = (uint8_t)(hi << 4 | d); hi = -1; }
     }
-    if (ok && hi < 0) {
-        s->has_profile = 1;
-        s->profile_orient = tsr__exif_orientation(bin, m);
-    }
+    s->has_profile = 1; /* bad hex: bytes.fromhex raises inside getexif */
+    s->profile_orient = ok && hi < 0 ? tsr__exif_orientation(bin, m) : TSR__ORIENT_INVALID;
     tsr__free(bin);
 }
 
@@ -395,10 +393,12 @@ static tsr_status png_walk(const uint8_t *buf, size_t len, png_scan *s, tsr_erro
     return TSR_OK;
 }
 
-static int32_t scan_orientation(const png_scan *s) {
+/* Image.getexif(): info["exif"], else the raw profile; XMP when no Orientation tag. */
+static int32_t scan_orientation(const png_scan *s, int32_t *invalid) {
     int64_t o = TSR__ORIENT_ABSENT;
     if (s->has_exif) o = s->exif_orient;
     else if (s->has_profile) o = s->profile_orient;
+    *invalid = o == TSR__ORIENT_INVALID;
     if (o == TSR__ORIENT_ABSENT) {
         int x = s->xmp_text_nonempty ? s->xmp_text_orient : s->xmp_bytes_orient;
         o = x;
@@ -415,7 +415,7 @@ static void fill_header(const png_scan *s, tsr__image_header *h) {
     h->bit_depth = s->bit_depth;
     h->channels = chans[s->color_type];
     h->has_alpha = s->color_type == 4 || s->color_type == 6 || s->has_trns;
-    h->orientation = scan_orientation(s);
+    h->orientation = scan_orientation(s, &h->exif_invalid);
     const char *mode = "RGBA";
     switch (s->color_type) {
     case 0: mode = s->bit_depth == 1 ? "1" : s->bit_depth == 16 ? "I;16" : "L"; break;
@@ -427,13 +427,14 @@ static void fill_header(const png_scan *s, tsr__image_header *h) {
     snprintf(h->mode, sizeof h->mode, "%s", mode);
 }
 
-tsr_status tsr__png_probe(const uint8_t *buf, size_t len, const tsr_limits *limits,
-                          tsr__image_header *hdr, tsr_error *err) {
+tsr_status tsr__png_probe(const uint8_t *buf, size_t len,
+                          const tsr_image_decode_params *params, tsr__image_header *hdr,
+                          tsr_error *err) {
     png_scan s;
     tsr_status st = png_walk(buf, len, &s, err);
     if (st != TSR_OK) return st;
     fill_header(&s, hdr);
-    return tsr__image_check_limits( s.width, s.height, limits, err);
+    return tsr__image_check_header(hdr, params, err);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -591,14 +592,15 @@ static void convert_row(const png_scan *s, const uint8_t *pal /* 256 x RGBA */,
     }
 }
 
-tsr_status tsr__png_decode(const uint8_t *buf, size_t len, const tsr_limits *limits,
-                           int32_t channels, tsr__image_header *hdr, tsr_image *out,
-                           tsr_error *err) {
+tsr_status tsr__png_decode(const uint8_t *buf, size_t len,
+                           const tsr_image_decode_params *params, tsr__image_header *hdr,
+                           tsr_image *out, tsr_error *err) {
+    const int32_t channels = params->channels;
     png_scan s;
     tsr_status st = png_walk(buf, len, &s, err);
     if (st != TSR_OK) return st;
     fill_header(&s, hdr);
-    st = tsr__image_check_limits( s.width, s.height, limits, err);
+    st = tsr__image_check_header(hdr, params, err);
     if (st != TSR_OK) return st;
 
     png_ctx c;
@@ -606,7 +608,7 @@ tsr_status tsr__png_decode(const uint8_t *buf, size_t len, const tsr_limits *lim
     c.buf = buf;
     c.len = len;
     size_t rowbytes = 0;
-    if (png_run(&c, &s, limits, &rowbytes) != 0) {
+    if (png_run(&c, &s, &params->limits, &rowbytes) != 0) {
         tsr__free(c.raw);
         tsr__free(c.rows);
         if (c.oom) return tsr__fail(err, TSR_ERR_OOM, "out of memory decoding PNG (%s)", c.msg);

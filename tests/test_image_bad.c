@@ -82,6 +82,7 @@ typedef struct row {
 } row;
 
 #define MAX_ROWS 80
+static blob g_exif_off; /* an input that fails only because of its EXIF */
 static row g_rows[MAX_ROWS];
 static int g_nrows;
 
@@ -242,6 +243,28 @@ static void build_table(void) {
     memset(b.p + find_marker(&jpg, 0xc0), 0x00, 2); /* SOF gone */
     add("JPEG without SOF", b, TSR_ERR_FORMAT, "no SOF", 1);
 
+    /* EXIF that is not TIFF where Pillow's exif_transpose raises on it */
+    blob pexif = load("png_exif6.png"), jnt = load("jpg_exif_nottiff.jpg");
+    if (pexif.p && jnt.p) {
+        b = copy(&pexif, pexif.n);
+        g = find_chunk(&b, "eXIf", 0);
+        b.p[g + 8] = 'X';
+        fix_crc(&b, g);
+        add("PNG eXIf not TIFF", b, TSR_ERR_FORMAT, "EXIF block is not a TIFF", 1);
+        b = copy(&jnt, jnt.n);
+        b.p[13] = 1; /* JFIF density in dots per inch: Pillow skips its own EXIF read */
+        add("JPEG EXIF not TIFF, JFIF dpi", b, TSR_ERR_FORMAT, "EXIF block is not a TIFF", 1);
+        b = copy(&pexif, pexif.n);
+        g = find_chunk(&b, "eXIf", 0);
+        b.p[g + 8] = 'X';
+        fix_crc(&b, g);
+        g_exif_off = b; /* decodes with apply_exif = 0 (checked below) */
+    } else {
+        tsr_test_failed_checks++;
+    }
+    free(pexif.p);
+    free(jnt.p);
+
     /* every limit field */
     r = add("limit max_encoded_bytes", copy(&png, png.n), TSR_ERR_LIMIT, "max_encoded_bytes 100", 1);
     r->params.limits.max_encoded_bytes = 100;
@@ -265,6 +288,14 @@ out:
 
 static void test_bad_inputs(void) {
     CHECK(g_nrows >= 25);
+    if (g_exif_off.p) { /* without EXIF the same file decodes */
+        tsr_image_decode_params p = tsr_image_decode_params_default();
+        p.apply_exif = 0;
+        tsr_image img;
+        tsr_error err = {0};
+        CHECK_OK(tsr_image_decode(g_exif_off.p, g_exif_off.n, &p, &img, NULL, &err), &err);
+        tsr_image_free(&img);
+    }
     for (int i = 0; i < g_nrows; i++) {
         row *r = &g_rows[i];
         const uint8_t *buf = r->null_buf ? NULL : r->in.p;
@@ -342,5 +373,6 @@ int main(void) {
     tsr_test_run("bad_inputs", test_bad_inputs);
     tsr_test_run("failpoints", test_failpoints);
     for (int i = 0; i < g_nrows; i++) free(g_rows[i].in.p);
+    free(g_exif_off.p);
     return tsr_test_finish();
 }

@@ -366,6 +366,9 @@ def jpeg_images():
         yield f"jpg_exif{o}", jpeg_bytes(ex, quality=90, exif=exif_app1(o, big_endian=o % 2 == 0))
     yield "jpg_exif6_gray", jpeg_bytes(gray, quality=90, exif=exif_app1(6))
     yield "jpg_exif5_prog", jpeg_bytes(odd, quality=90, progressive=True, exif=exif_app1(5))
+    # EXIF that is not TIFF: Pillow's _open swallows it (no JFIF dpi), orientation 1
+    yield "jpg_exif_nottiff", jpeg_bytes(ex, quality=90, exif=b"Exif\x00\x00XX*\x00" +
+                                         exif_tiff(6)[4:])
     yield "jpg_exif6_badoffset", jpeg_bytes(ex, quality=90, exif=b"Exif\x00\x00" +
                                             exif_tiff(6, make_offset=0x1000))
 
