@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -253,6 +254,111 @@ static void test_usage(void) {
     free_result(&r);
 }
 
+/* Copies a fixture file into dir. */
+static int copy_file(const char *from, const char *dir, const char *name) {
+    size_t len;
+    uint8_t *buf = tsr_test_read(from, &len);
+    if (!buf) return -1;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    int rc = f && fwrite(buf, 1, len, f) == len ? 0 : -1;
+    if (f) fclose(f);
+    free(buf);
+    return rc;
+}
+
+/* tokenize -p equals the tokenizer fixtures; tokenize --messages renders the official Qwen2-VL
+ * template (read from ../shared) exactly as the chat fixtures say and tokenizes it without
+ * added special tokens; detokenize inverts. */
+static void test_tokenize(void) {
+    cJSON *cases = load_json("tokenizer/qwen2/cases.json");
+    const cJSON *enc = cJSON_GetObjectItem(cases, "encode");
+    const char *model = tsr_test_fixture("tokenizer/qwen2");
+    int n = 0;
+    for (const cJSON *c = enc ? enc->child : NULL; c && n < 25; c = c->next, n++) {
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        if (!*text || text[0] == '-') continue; /* not expressible as one argv word */
+        const char *args[] = {"tessera", "tokenize", "--model", model, "-p", text, "--json", NULL};
+        run_result r = run_cli(args);
+        cJSON *j = cJSON_Parse(r.out);
+        const cJSON *got = cJSON_GetObjectItem(j, "ids");
+        const cJSON *want = cJSON_GetObjectItem(c, "ids_special");
+        int same = got && want && cJSON_GetArraySize(got) == cJSON_GetArraySize(want);
+        for (const cJSON *a = got ? got->child : NULL, *b = want ? want->child : NULL;
+             same && a && b; a = a->next, b = b->next)
+            same = a->valueint == b->valueint;
+        CHECK_MSG(r.exit_code == 0 && same, "tokenize '%s': %s %s", text, r.out, r.err);
+        cJSON_Delete(j);
+        free_result(&r);
+    }
+    cJSON_Delete(cases);
+
+    const char *detok[] = {"tessera", "detokenize", "--model", model, "572", "269", "4000",
+                           "--json", NULL};
+    run_result r = run_cli(detok);
+    CHECK_MSG(r.exit_code == 0 && strstr(r.out, "<|endoftext|>"), "%s %s", r.out, r.err);
+    free_result(&r);
+    const char *bad_id[] = {"tessera", "detokenize", "--model", model, "99999999", NULL};
+    r = run_cli(bad_id);
+    CHECK_MSG(r.exit_code == 1 && strstr(r.err, "TSR_ERR_INVALID_ARG"), "%s", r.err);
+    free_result(&r);
+
+    const char *tmpl = tsr_test_shared(
+        "reference/checkpoints/Qwen--Qwen2-VL-2B-Instruct/chat_template.json");
+    if (!tmpl) {
+        tsr_test_skip("tokenize --messages: ../shared (official chat templates) is absent");
+        return;
+    }
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/model", g_tmp);
+    mkdir(dir, 0700);
+    CHECK(copy_file(tsr_test_fixture("tokenizer/qwen2/tokenizer.json"), dir,
+                    "tokenizer.json") == 0);
+    CHECK(copy_file(tsr_test_fixture("tokenizer/qwen2/tokenizer_config.json"), dir,
+                    "tokenizer_config.json") == 0);
+    CHECK(copy_file(tmpl, dir, "chat_template.json") == 0);
+    cJSON *chat = load_json("chat/qwen2_vl--qwen2-vl-instruct.json");
+    int checked = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(chat, "cases")->child; c; c = c->next) {
+        if (!cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"))) continue;
+        const cJSON *expected = cJSON_GetObjectItem(c, "expected");
+        if (!cJSON_IsString(expected)) continue; /* a case where the template raises */
+        char *msgs = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "messages"));
+        const char *path = temp_file("messages.json", (const uint8_t *)msgs, strlen(msgs));
+        free(msgs);
+        const char *args[] = {"tessera", "tokenize", "--model", dir, "--messages", path,
+                              "--json", NULL};
+        r = run_cli(args);
+        cJSON *j = cJSON_Parse(r.out);
+        const cJSON *prompt = cJSON_GetObjectItem(j, "prompt");
+        CHECK_MSG(r.exit_code == 0 && cJSON_IsString(prompt) &&
+                      !strcmp(prompt->valuestring, expected->valuestring),
+                  "%s: exit %d %s %s", cJSON_GetObjectItem(c, "name")->valuestring, r.exit_code,
+                  r.out, r.err);
+        /* ids equal the plain tokenization of the expected prompt, no added specials */
+        tsr_tokenizer *tok = NULL;
+        tsr_token_ids ids = {0};
+        tsr_error err = {0};
+        CHECK_OK(tsr_tokenizer_load(dir, &tok, &err), &err);
+        CHECK_OK(tsr_tokenizer_encode(tok, expected->valuestring, strlen(expected->valuestring),
+                                      0, &ids, &err), &err);
+        const cJSON *got = cJSON_GetObjectItem(j, "ids");
+        int same = got && (size_t)cJSON_GetArraySize(got) == ids.n;
+        size_t k = 0;
+        for (const cJSON *a = got ? got->child : NULL; same && a; a = a->next, k++)
+            same = a->valueint == ids.ids[k];
+        CHECK(same);
+        tsr_token_ids_free(&ids);
+        tsr_tokenizer_free(tok);
+        cJSON_Delete(j);
+        free_result(&r);
+        checked++;
+    }
+    CHECK(checked >= 5);
+    cJSON_Delete(chat);
+}
+
 int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/tsr_cli_XXXXXX");
     if (!mkdtemp(g_tmp) || !getenv("TSR_CLI")) {
@@ -263,6 +369,7 @@ int main(void) {
     tsr_test_run("audio", test_audio);
     tsr_test_run("bad_files", test_bad_files);
     tsr_test_run("usage", test_usage);
+    tsr_test_run("tokenize", test_tokenize);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);

@@ -10,6 +10,10 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  info [--json] [--ppm OUT] FILE...   decode media files and describe them\n"
+            "  tokenize --model DIR (-p TEXT | --messages FILE.json) [--no-special] [--json]\n"
+            "                                      text or a chat to token ids\n"
+            "  detokenize --model DIR [--skip-special] [--json] ID...\n"
+            "                                      token ids to text\n"
             "\n"
             "exit codes: 0 success, 1 runtime failure, 2 usage error\n");
 }
@@ -24,6 +28,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "info")) return tsr_cli_info(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "tokenize")) return tsr_cli_tokenize(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "detokenize")) return tsr_cli_detokenize(argc - 1, argv + 1);
     fprintf(stderr, "tessera: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
