@@ -243,8 +243,10 @@ static void test_api_errors(void) {
     tsr_tokenizer_free(NULL);
     tsr_token_ids_free(NULL);
     tsr_tokenizer_text_free(NULL);
-    CHECK(tsr_tokenizer_load("/nonexistent/dir", &tok, &err) == TSR_ERR_IO);
-    tsr_tokenizer_free(tok); /* set to NULL by the failed load */
+    tsr_tokenizer_free(tok);
+    tsr_tokenizer *none = tok;
+    CHECK(tsr_tokenizer_load("/nonexistent/dir", &none, &err) == TSR_ERR_IO);
+    CHECK(none == NULL && strstr(err.message, "tokenizer.json") != NULL);
 }
 
 /* Streaming byte-level text split inside multi-byte characters never emits partial UTF-8. */

@@ -14,6 +14,7 @@ For each family, tests/fixtures/tokenizer/<family>/ holds
                           decode(_skip): Tokenizer.decode(ids_special, skip_special_tokens=F/T)
                           "decode" cases are random id sequences (partial UTF-8, byte-fallback
                           runs, specials); stream is DecodeStream(False).step() per id ("" = None)
+tests/fixtures/tokenizer/fuzz_text/*.txt are plain-text seeds for tests/fuzz/fuzz_tokenizer.
 Usage: gen_tokenizers.py FIXTURES_DIR
 """
 import json
@@ -500,7 +501,19 @@ def dump(path, obj):
         f.write("\n")
 
 
+def fuzz_seeds():
+    """Plain-text seeds for tests/fuzz/fuzz_tokenizer (the encode path)."""
+    out = os.path.join(OUT, "fuzz_text")
+    os.makedirs(out, exist_ok=True)
+    rng = random.Random(99)
+    texts = test_strings(98, ["<|im_start|>", "<s>", "</s>", "<L>", "<R>", "<W>", "mask"], 200)
+    for i, t in enumerate([texts[j] for j in sorted(rng.sample(range(27, 200), 10))] + [CODE[0], " " * 300]):
+        with open(os.path.join(out, "text_%02d.txt" % i), "w", encoding="utf-8") as f:
+            f.write(t)
+
+
 def main():
+    fuzz_seeds()
     only = sys.argv[2:] if len(sys.argv) > 2 else list(FAMILIES)
     for name in only:
         fam = FAMILIES[name]
