@@ -113,6 +113,8 @@ static tsr_status mkstr_buf(ctx *c, int line, tsr__jbuf *b, tsr__jv *out) {
 }
 
 static tsr_status mklist(ctx *c, int line, size_t n, tsr__jv *out) {
+    out->type = TSR__JV_NONE;
+    out->u.l = NULL;
     tsr__jlist *l = tsr__jlist_new(&c->arena, n);
     if (!l) return mem_fail(c, line);
     out->type = TSR__JV_LIST;
@@ -402,6 +404,7 @@ static tsr_status scope_set(ctx *c, int line, scope *s, const char *name, tsr__j
 }
 
 static tsr_status new_scope(ctx *c, int line, scope *parent, scope **out) {
+    *out = NULL;
     scope *s = tsr__arena_alloc(&c->arena, sizeof *s);
     tsr__jdict *d = s ? tsr__jdict_new(&c->arena, 0) : NULL;
     if (!d) return mem_fail(c, line);
@@ -715,7 +718,7 @@ static tsr_status call_macro(ctx *c, int line, const jnode *m, callargs *ca, tsr
     if (ca->n > m->n_names)
         return fail(c, TSR_ERR_INVALID_ARG, line, "macro '%s' takes %zu arguments, got %zu",
                     m->name, m->n_names, ca->n);
-    scope *ms;
+    scope *ms = NULL;
     TRY(new_scope(c, line, c->top, &ms));
     for (size_t i = 0; i < ca->nkw; i++) {
         int found = 0;
@@ -1482,11 +1485,11 @@ static tsr_status exec_for(ctx *c, scope *s, const jnode *nd) {
     TRY(iterate(c, nd->line, seq, &items));
     const tsr__jlist *l = items.u.l;
     if (nd->b) { /* {% for x in xs if cond %}: filter first; loop.length counts what is left */
-        tsr__jv kept;
+        tsr__jv kept = {0};
         TRY(mklist(c, nd->line, l->n, &kept));
         size_t k = 0;
         for (size_t i = 0; i < l->n; i++) {
-            scope *fs;
+            scope *fs = NULL;
             tsr__jv ok;
             TRY(step(c, nd->line));
             TRY(new_scope(c, nd->line, s, &fs));
@@ -1510,7 +1513,7 @@ static tsr_status exec_for(ctx *c, scope *s, const jnode *nd) {
         lp->has_next = i + 1 < l->n;
         if (i > 0) lp->prev = l->items[i - 1];
         if (i + 1 < l->n) lp->next = l->items[i + 1];
-        scope *is;
+        scope *is = NULL;
         TRY(new_scope(c, nd->line, s, &is));
         TRY(assign(c, nd->line, is, nd->names, nd->n_names, l->items[i]));
         TRY(scope_set(c, nd->line, is, "loop", loopv));
