@@ -91,6 +91,7 @@ static sf_count_t vio_tell(void *user) { return ((mem_reader *)user)->pos; }
 /* ---------------------------------------------------------------------------------- */
 /* Formats                                                                               */
 
+static pthread_mutex_t g_open_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_mp3_supported;
 static pthread_once_t g_mp3_once = PTHREAD_ONCE_INIT;
 
@@ -356,10 +357,15 @@ static tsr_status open_checked(const char *fn, const uint8_t *buf, size_t len,
     o->vio.read = vio_read;
     o->vio.write = vio_write;
     o->vio.tell = vio_tell;
+    /* A failed open leaves its message in libsndfile's global error state: keep opens and
+     * the read of that message together. */
+    pthread_mutex_lock(&g_open_lock);
     o->sf = sf_open_virtual(&o->vio, SFM_READ, &o->info, &o->mem);
+    char why[256] = "";
+    if (!o->sf) snprintf(why, sizeof why, "%s", sf_strerror(NULL));
+    pthread_mutex_unlock(&g_open_lock);
     if (!o->sf)
-        return tsr__fail(err, TSR_ERR_FORMAT, "%s: libsndfile cannot read it: %s", fn,
-                         sf_strerror(NULL));
+        return tsr__fail(err, TSR_ERR_FORMAT, "%s: libsndfile cannot read it: %s", fn, why);
 
     tsr_status st = TSR_OK;
     const SF_INFO *in = &o->info;

@@ -11,6 +11,8 @@
  * room for libsoxr picking a different SIMD path on another CPU. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -230,10 +232,90 @@ static void test_other_rates(void) {
     cJSON_Delete(man);
 }
 
+typedef struct job {
+    const uint8_t *buf;
+    size_t len;
+    tsr_audio out;
+    tsr_status st;
+    tsr_error err;
+} job;
+
+static void *decode_job(void *arg) {
+    job *j = arg;
+    j->st = tsr_audio_decode(j->buf, j->len, NULL, &j->out, NULL, &j->err);
+    return NULL;
+}
+
+/* Concurrent decodes of different formats (and bad input in between) agree with serial ones. */
+static void test_threads(void) {
+    static const char *files[] = {"audio/clips/stereo_44k_flac.flac",
+                                  "audio/clips/stereo_48k_ogg.ogg",
+                                  "audio/clips/speech_espeak_22k.wav",
+                                  "audio/clips/stereo_44k_mp3.mp3"};
+    enum { N = 8 };
+    uint8_t *bufs[4];
+    size_t lens[4];
+    for (int i = 0; i < 4; i++) bufs[i] = tsr_test_read(tsr_test_fixture(files[i]), &lens[i]);
+    job jobs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        /* odd jobs get a cut copy: failing opens run beside good ones */
+        jobs[i] = (job){bufs[i % 4], i % 2 ? 50 : lens[i % 4], {0}, TSR_ERR_INTERNAL, {0}};
+        CHECK(pthread_create(&th[i], NULL, decode_job, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) {
+        if (i % 2) {
+            CHECK(jobs[i].st == TSR_ERR_FORMAT);
+            continue;
+        }
+        tsr_error err = {0};
+        tsr_audio ref;
+        CHECK_OK(tsr_audio_decode(bufs[i % 4], lens[i % 4], NULL, &ref, NULL, &err), &err);
+        CHECK(jobs[i].st == TSR_OK && jobs[i].out.n_samples == ref.n_samples &&
+              !memcmp(jobs[i].out.samples, ref.samples, sizeof(float) * ref.n_samples));
+        tsr_audio_free(&ref);
+    }
+    for (int i = 0; i < N; i++) tsr_audio_free(&jobs[i].out);
+    for (int i = 0; i < 4; i++) free(bufs[i]);
+}
+
+/* Decode + resample + 30 s log-mel of the 45 s clip (printed, not asserted). */
+static void test_timing(void) {
+    size_t blen, len;
+    uint8_t *b = tsr_test_read(tsr_test_fixture("audio/clips/stereo_44k_flac.flac"), &blen);
+    uint8_t *l = tsr_test_read(tsr_test_fixture("audio/clips/long_45s_16k.flac"), &len);
+    if (!b || !l) {
+        free(b);
+        free(l);
+        return;
+    }
+    struct timespec t0, t1, t2;
+    tsr_error err = {0};
+    tsr_audio a;
+    tsr_tensor mel;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_OK(tsr_audio_decode(b, blen, NULL, &a, NULL, &err), &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    tsr_audio_free(&a);
+    CHECK_OK(tsr_audio_decode(l, len, NULL, &a, NULL, &err), &err);
+    CHECK_OK(tsr_logmel(a.samples, a.n_samples, NULL, &mel, &err), &err);
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    printf("  2 s 44.1 kHz stereo FLAC -> 16 kHz: %.1f ms; 45 s FLAC -> 30 s log-mel: %.1f ms\n",
+           (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
+           (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6);
+    tsr_tensor_free(&mel);
+    tsr_audio_free(&a);
+    free(b);
+    free(l);
+}
+
 int main(void) {
     tsr_test_run("audio_probe_header_facts", test_probe);
     tsr_test_run("audio_decode_and_pipeline", test_decode_and_pipeline);
     tsr_test_run("audio_native_rate", test_native_rate);
     tsr_test_run("audio_other_rates", test_other_rates);
+    tsr_test_run("audio_threads", test_threads);
+    tsr_test_run("audio_timing", test_timing);
     return tsr_test_finish();
 }

@@ -371,9 +371,36 @@ static void test_alloc_failpoints(void) {
     free(b);
 }
 
+/* An Ogg stream cut after its headers has no known length: probe says -1, decode counts. */
+static void test_unknown_length(void) {
+    size_t len;
+    uint8_t *b = read_fixture("audio/clips/stereo_48k_ogg.ogg", &len);
+    if (!b || len < 10000) {
+        free(b);
+        return;
+    }
+    tsr_error err = {0};
+    tsr_audio_info info;
+    CHECK_OK(tsr_audio_probe(b, 10000, NULL, &info, &err), &err);
+    CHECK(info.frames == -1 && info.duration_s == -1.0 && info.channels == 2);
+    tsr_audio_decode_params p = tsr_audio_decode_params_default();
+    p.sample_rate = 0;
+    tsr_audio a;
+    CHECK_OK(tsr_audio_decode(b, 10000, &p, &a, &info, &err), &err);
+    CHECK(info.frames > 0 && info.frames == a.n_samples && info.frames < 96000);
+    CHECK(fabs(info.duration_s - (double)info.frames / 48000.0) < 1e-12);
+    tsr_audio_free(&a);
+    /* ... and the duration limit still applies while decoding. */
+    p.limits.max_audio_seconds = 0.01;
+    CHECK(tsr_audio_decode(b, 10000, &p, &a, &info, &err) == TSR_ERR_LIMIT);
+    CHECK(strstr(err.message, "longer than max_audio_seconds") != NULL);
+    free(b);
+}
+
 int main(void) {
     tsr_test_run("audio_bad_inputs", test_bad_table);
     tsr_test_run("audio_bad_args", test_bad_args);
+    tsr_test_run("audio_unknown_length", test_unknown_length);
     tsr_test_run("audio_alloc_failpoints", test_alloc_failpoints);
     return tsr_test_finish();
 }

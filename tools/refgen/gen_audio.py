@@ -15,8 +15,10 @@ Writes tests/fixtures/audio/:
       mel128_300s, mel128_300s_tail   chunk_length=300 (Qwen2.5-Omni), long clip only
   manifest.json               clip list with header facts and the reference versions
 
-Deterministic: fixed seeds, fixed Ogg serial numbers, no timestamps. Run from the repo root:
-  tools/refgen/.venv/bin/python tools/refgen/gen_audio.py
+Deterministic: fixed seeds, fixed Ogg serial numbers, no timestamps. Regenerate with
+  tools/refgen/refgen.sh audio
+(needs espeak-ng). The reference for the log-mel is the torch path of the extractor, the one
+transformers uses whenever torch is importable; the generator refuses to run without torch.
 """
 import json
 import os
@@ -37,7 +39,8 @@ from transformers import WhisperFeatureExtractor
 from transformers.utils import is_torch_available
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OUT = os.path.join(ROOT, "tests", "fixtures", "audio")
+FIXTURES = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "fixtures")
+OUT = os.path.join(FIXTURES, "audio")
 SR = 16000
 
 
