@@ -289,10 +289,15 @@ tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len,
     if (cinfo.image_width != s.width || cinfo.image_height != s.height ||
         cinfo.num_components != s.components)
         ERREXIT(&cinfo, JERR_SOF_DUPLICATE); /* libjpeg saw a different frame header */
+    /* Color images decode straight into the output rows (libjpeg-turbo writes RGBA with
+     * alpha 255 itself); gray and CMYK go through a row buffer and convert_row. */
+    const bool direct = s.components == 3;
     cinfo.out_color_space = s.components == 1 ? JCS_GRAYSCALE
-                          : s.components == 3 ? JCS_RGB : JCS_CMYK;
+                          : s.components == 3 ? (channels == 4 ? JCS_EXT_RGBA : JCS_RGB)
+                                              : JCS_CMYK;
     jpeg_start_decompress(&cinfo);
-    if (cinfo.output_components != s.components) ERREXIT(&cinfo, JERR_CONVERSION_NOTIMPL);
+    if (cinfo.output_components != (direct ? channels : s.components))
+        ERREXIT(&cinfo, JERR_CONVERSION_NOTIMPL);
     if (tsr_image_alloc(out, (int32_t)s.width, (int32_t)s.height, channels, err) != TSR_OK ||
         !(c.row = tsr__malloc((size_t)s.width * (size_t)s.components))) {
         jpeg_destroy_decompress(&cinfo);
@@ -300,12 +305,13 @@ tsr_status tsr__jpeg_decode(const uint8_t *buf, size_t len,
         tsr_image_free(out);
         return tsr__fail(err, TSR_ERR_OOM, "cannot allocate a %u x %u image", s.width, s.height);
     }
+    const size_t stride = (size_t)s.width * (size_t)channels;
     while (cinfo.output_scanline < cinfo.output_height && !c.hit_end) {
-        JSAMPROW row = c.row;
         JDIMENSION y = cinfo.output_scanline;
+        JSAMPROW row = direct ? out->data + (size_t)y * stride : c.row;
         if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) break;
-        convert_row(c.row, out->data + (size_t)y * s.width * (size_t)channels, s.width,
-                    s.components, channels);
+        if (!direct)
+            convert_row(c.row, out->data + (size_t)y * stride, s.width, s.components, channels);
     }
     if (c.hit_end) {
         size_t y = cinfo.output_scanline;
