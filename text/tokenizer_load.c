@@ -438,7 +438,7 @@ static tsr_status parse_template(tsr_tokenizer *tok, const cJSON *j, tsr_error *
             return TSR_FAIL(err, TSR_ERR_FORMAT, "TemplateProcessing: special token \"%.64s\" has no ids",
                             name ? name : "(missing)");
         cJSON_ArrayForEach(x, ids) {
-            int32_t id;
+            int32_t id = -1;
             tsr_status st = checked_id(tok, x, "TemplateProcessing special token", &id, err);
             if (st) return st;
             if ((seen_a ? npost : npre) == 64)
@@ -471,7 +471,7 @@ static tsr_status parse_post(tsr_tokenizer *tok, const cJSON *j, int depth, tsr_
     if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing")) {
         const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j, "cls");
         const cJSON *sep = cJSON_GetObjectItemCaseSensitive(j, "sep");
-        int32_t c, s;
+        int32_t c = -1, s = -1;
         tsr_status st = checked_id(tok, cJSON_GetArrayItem(cls, 1), type, &c, err);
         if (!st) st = checked_id(tok, cJSON_GetArrayItem(sep, 1), type, &s, err);
         if (!st) st = wrap(tok, &c, 1, &s, 1, err);
