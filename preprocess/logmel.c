@@ -144,6 +144,12 @@ tsr_status tsr_logmel(const float *samples, int64_t n_samples, const tsr_logmel_
         return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "samples is NULL with n_samples %lld",
                         (long long)n_samples);
 
+    /* NaN or inf would poison the global max and every output value. */
+    for (int64_t i = 0; i < n_samples; i++)
+        if (!isfinite(samples[i]))
+            return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "samples[%lld] is not finite",
+                            (long long)i);
+
     /* np: the length the STFT sees; n: how many of those are real samples. */
     const int64_t np = p->pad_to_samples > 0 ? p->pad_to_samples : n_samples;
     const int64_t n = n_samples < np ? n_samples : np;

@@ -215,6 +215,11 @@ static void test_bad_args(void) {
     p.size = 3;
     expect_fail(x, 1000, &p, 0, TSR_ERR_INVALID_ARG, "params->size");
     p = tsr_logmel_params_default();
+    static float bad[1000];
+    bad[500] = NAN;
+    expect_fail(bad, 1000, &p, 0, TSR_ERR_INVALID_ARG, "samples[500] is not finite");
+    bad[500] = -INFINITY;
+    expect_fail(bad, 1000, &p, 0, TSR_ERR_INVALID_ARG, "samples[500] is not finite");
     p.pad_to_samples = INT64_MAX;
     expect_fail(x, 1000, &p, 0, TSR_ERR_LIMIT, "frames");
 }

@@ -194,6 +194,11 @@ def build_clips():
     c.append(("stereo_44k_mp3", "mp3",
               sf_bytes(stack(tones(44100, 2.0), sine(44100, 2.0, 660.0)).astype(np.float32),
                        44100, "MP3", "MPEG_LAYER_III"), True))
+    c.append(("opus_48k_ogg", "ogg",
+              sf_bytes(stack(chirp(48000, 1.0)).astype(np.float32), 48000, "OGG", "OPUS"), True))
+    c.append(("aiff_24k_pcm16", "aiff",
+              sf_bytes(pcm(stack(tones(24000, 0.75)), 16).astype(np.int16), 24000, "AIFF",
+                       "PCM_16"), True))
     return c
 
 
@@ -251,7 +256,7 @@ def main():
             "name": key,
             "file": rel,
             "format": {"WAV": "wav", "WAVEX": "wav", "FLAC": "flac", "OGG": "ogg",
-                       "MP3": "mp3"}[info.format],
+                       "MP3": "mp3", "AIFF": "aiff"}[info.format],
             "subtype": info.subtype,
             "sample_rate": info.samplerate,
             "channels": info.channels,
