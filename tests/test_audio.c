@@ -5,10 +5,10 @@
  *
  * Sample tolerance SAMPLE_TOL = 1e-6 abs. The reference resamples with python-soxr's own
  * libsoxr build and decodes with python-soundfile's own libsndfile; we link the system
- * libraries. Measured here: PCM/float WAV, AIFF, FLAC, Opus and MP3 are bit-identical (same libsoxr
- * 0.1.3 code, same float32 split-channel calls, same block sizes); Ogg Vorbis differs by
- * ~2e-7 because the two libvorbis builds round the inverse MDCT differently. 1e-6 also leaves
- * room for libsoxr picking a different SIMD path on another CPU. */
+ * libraries. Measured here: PCM/float WAV, AIFF, FLAC, Opus and MP3 are bit-identical (same
+ * libsoxr 0.1.3 code, same float32 split-channel calls, same block sizes); Ogg Vorbis differs
+ * by ~2e-7 because the two libvorbis builds round the inverse MDCT differently. 1e-6 also
+ * leaves room for libsoxr picking a different SIMD path on another CPU. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
