@@ -35,7 +35,8 @@
 #define FORMAT_MPEG_LAYER_III 0x0082
 
 /* Failures inside the helpers still name the public entry point. */
-#define DECODE_FAIL(err, status, ...) tsr__fail_fn((err), (status), "tsr_audio_decode", __VA_ARGS__)
+#define DECODE_FAIL(err, status, ...) \
+    tsr__fail_fn((err), (status), "tsr_audio_decode", __VA_ARGS__)
 
 tsr_audio_decode_params tsr_audio_decode_params_default(void) {
     tsr_audio_decode_params p;
@@ -258,9 +259,9 @@ static tsr_status check_ogg_vorbis(const char *fn, const uint8_t *buf, size_t le
     if (!ogg_next_page(buf, len, table, &pos, &pg) || !(pg.flags & OGG_BOS) ||
         pg.body_len < 7 || memcmp(pg.body, "\x01vorbis", 7))
         return TSR_OK;
-#define BAD_HEADERS(why)                                                                   \
-    tsr__fail(err, TSR_ERR_FORMAT, "%s: Ogg Vorbis headers are incomplete or malformed (%s)", \
-              fn, why)
+#define BAD_HEADERS(why)                                                                  \
+    tsr__fail_fn(err, TSR_ERR_FORMAT, fn, "Ogg Vorbis headers are incomplete or malformed (%s)", \
+                 why)
     if (pg.version != 0 || (pg.flags & OGG_CONTINUED)) return BAD_HEADERS("first page");
     int k = 0;
     size_t ident_len = 0;
@@ -310,18 +311,22 @@ static tsr_status check_params(const char *fn, const tsr_audio_decode_params *p,
                                tsr_error *err) {
     if (p->size != sizeof *p)
         return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn,
-                        "params->size is %zu, expected %zu (use tsr_audio_decode_params_default)",
-                        p->size, sizeof *p);
+                            "params->size is %zu, expected %zu (use "
+                            "tsr_audio_decode_params_default)",
+                            p->size, sizeof *p);
     if (p->sample_rate != 0 && (p->sample_rate < MIN_RATE || p->sample_rate > MAX_RATE))
         return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn,
-                        "params->sample_rate %d is outside %d..%d Hz (or 0 to keep the file's)",
-                        (int)p->sample_rate, MIN_RATE, MAX_RATE);
+                            "params->sample_rate %d is outside %d..%d Hz (or 0 to keep the "
+                            "file's)",
+                            (int)p->sample_rate, MIN_RATE, MAX_RATE);
     if (!(p->limits.max_audio_seconds >= 0.0))
-        return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn, "limits.max_audio_seconds %g is negative",
-                        p->limits.max_audio_seconds);
+        return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn,
+                            "limits.max_audio_seconds %g is negative",
+                            p->limits.max_audio_seconds);
     if (p->limits.max_audio_channels < 0)
-        return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn, "limits.max_audio_channels %d is negative",
-                        (int)p->limits.max_audio_channels);
+        return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn,
+                            "limits.max_audio_channels %d is negative",
+                            (int)p->limits.max_audio_channels);
     return TSR_OK;
 }
 
@@ -330,21 +335,21 @@ static tsr_status check_params(const char *fn, const tsr_audio_decode_params *p,
 static tsr_status open_checked(const char *fn, const uint8_t *buf, size_t len,
                                const tsr_audio_decode_params *p, opened *o, tsr_error *err) {
     memset(o, 0, sizeof *o);
-    if (!buf && len) return tsr__fail(err, TSR_ERR_INVALID_ARG, "%s: buf is NULL", fn);
-    if (len == 0) return tsr__fail(err, TSR_ERR_FORMAT, "%s: audio buffer is empty", fn);
+    if (!buf && len) return tsr__fail_fn(err, TSR_ERR_INVALID_ARG, fn, "buf is NULL");
+    if (len == 0) return tsr__fail_fn(err, TSR_ERR_FORMAT, fn, "audio buffer is empty");
     if (p->limits.max_encoded_bytes && len > p->limits.max_encoded_bytes)
-        return tsr__fail(err, TSR_ERR_LIMIT, "%s: encoded audio has %zu bytes, limit is %llu",
-                         fn, len, (unsigned long long)p->limits.max_encoded_bytes);
+        return tsr__fail_fn(err, TSR_ERR_LIMIT, fn, "encoded audio has %zu bytes, limit is %llu",
+                            len, (unsigned long long)p->limits.max_encoded_bytes);
     if ((uint64_t)len > (uint64_t)INT64_MAX)
-        return tsr__fail(err, TSR_ERR_LIMIT, "%s: encoded audio is too large", fn);
+        return tsr__fail_fn(err, TSR_ERR_LIMIT, fn, "encoded audio is too large");
     if (tsr_media_sniff(buf, len) != TSR_MEDIA_AUDIO)
-        return tsr__fail(err, TSR_ERR_FORMAT,
-                         "%s: not a recognised audio file (no WAV/FLAC/OGG/MP3/AIFF/AU/CAF "
-                         "signature)", fn);
+        return tsr__fail_fn(err, TSR_ERR_FORMAT, fn,
+                            "not a recognised audio file (no WAV/FLAC/OGG/MP3/AIFF/AU/CAF "
+                            "signature)");
     if (looks_like_mp3(buf, len) && !mp3_supported())
-        return tsr__fail(err, TSR_ERR_UNSUPPORTED,
-                         "%s: MP3 needs libsndfile >= 1.1 built with mpg123; this one is %s", fn,
-                         sf_version_string());
+        return tsr__fail_fn(err, TSR_ERR_UNSUPPORTED, fn,
+                            "MP3 needs libsndfile >= 1.1 built with mpg123; this one is %s",
+                            sf_version_string());
     if (len >= 4 && !memcmp(buf, "OggS", 4)) {
         tsr_status st = check_ogg_vorbis(fn, buf, len, err);
         if (st != TSR_OK) return st;
@@ -364,8 +369,7 @@ static tsr_status open_checked(const char *fn, const uint8_t *buf, size_t len,
     char why[256] = "";
     if (!o->sf) snprintf(why, sizeof why, "%s", sf_strerror(NULL));
     pthread_mutex_unlock(&g_open_lock);
-    if (!o->sf)
-        return tsr__fail(err, TSR_ERR_FORMAT, "%s: libsndfile cannot read it: %s", fn, why);
+    if (!o->sf) return tsr__fail_fn(err, TSR_ERR_FORMAT, fn, "libsndfile cannot read it: %s", why);
 
     tsr_status st = TSR_OK;
     const SF_INFO *in = &o->info;
@@ -375,25 +379,25 @@ static tsr_status open_checked(const char *fn, const uint8_t *buf, size_t len,
         memset(&fi, 0, sizeof fi);
         fi.format = in->format & SF_FORMAT_TYPEMASK;
         sf_command(NULL, SFC_GET_FORMAT_INFO, &fi, sizeof fi);
-        st = tsr__fail(err, TSR_ERR_UNSUPPORTED, "%s: container '%s' is not accepted", fn,
-                       fi.name ? fi.name : "?");
+        st = tsr__fail_fn(err, TSR_ERR_UNSUPPORTED, fn, "container '%s' is not accepted",
+                          fi.name ? fi.name : "?");
     } else if (!subtype_accepted(in->format)) {
-        st = tsr__fail(err, TSR_ERR_UNSUPPORTED, "%s: %s encoding '%s' is not supported", fn,
-                       container_name(in->format), subtype_name(in->format, sub, sizeof sub));
+        st = tsr__fail_fn(err, TSR_ERR_UNSUPPORTED, fn, "%s encoding '%s' is not supported",
+                          container_name(in->format), subtype_name(in->format, sub, sizeof sub));
     } else if (in->channels <= 0) {
-        st = tsr__fail(err, TSR_ERR_FORMAT, "%s: header declares %d channels", fn, in->channels);
+        st = tsr__fail_fn(err, TSR_ERR_FORMAT, fn, "header declares %d channels", in->channels);
     } else if (p->limits.max_audio_channels && in->channels > p->limits.max_audio_channels) {
-        st = tsr__fail(err, TSR_ERR_LIMIT, "%s: %d channels, limit is max_audio_channels %d", fn,
-                       in->channels, (int)p->limits.max_audio_channels);
+        st = tsr__fail_fn(err, TSR_ERR_LIMIT, fn, "%d channels, limit is max_audio_channels %d",
+                          in->channels, (int)p->limits.max_audio_channels);
     } else if (in->samplerate <= 0) {
-        st = tsr__fail(err, TSR_ERR_FORMAT, "%s: header declares sample rate %d", fn,
-                       in->samplerate);
+        st =
+            tsr__fail_fn(err, TSR_ERR_FORMAT, fn, "header declares sample rate %d", in->samplerate);
     } else if (in->samplerate < MIN_RATE || in->samplerate > MAX_RATE) {
-        st = tsr__fail(err, TSR_ERR_UNSUPPORTED, "%s: sample rate %d Hz is outside %d..%d Hz",
-                       fn, in->samplerate, MIN_RATE, MAX_RATE);
+        st = tsr__fail_fn(err, TSR_ERR_UNSUPPORTED, fn, "sample rate %d Hz is outside %d..%d Hz",
+                          in->samplerate, MIN_RATE, MAX_RATE);
     } else if (in->frames < 0) {
-        st = tsr__fail(err, TSR_ERR_FORMAT, "%s: header declares %lld frames", fn,
-                       (long long)in->frames);
+        st = tsr__fail_fn(err, TSR_ERR_FORMAT, fn, "header declares %lld frames",
+                          (long long)in->frames);
     }
     if (st != TSR_OK) {
         sf_close(o->sf);
@@ -408,10 +412,10 @@ static tsr_status open_checked(const char *fn, const uint8_t *buf, size_t len,
         double f = floor(max_s * in->samplerate);
         o->max_frames = f < 9.0e18 ? (int64_t)f : INT64_MAX;
         if (!o->unknown_length && in->frames > o->max_frames) {
-            st = tsr__fail(err, TSR_ERR_LIMIT,
-                           "%s: %lld frames at %d Hz = %.3f s, limit is max_audio_seconds %g",
-                           fn, (long long)in->frames, in->samplerate,
-                           (double)in->frames / in->samplerate, max_s);
+            st = tsr__fail_fn(err, TSR_ERR_LIMIT, fn,
+                              "%lld frames at %d Hz = %.3f s, limit is max_audio_seconds %g",
+                              (long long)in->frames, in->samplerate,
+                              (double)in->frames / in->samplerate, max_s);
             sf_close(o->sf);
             o->sf = NULL;
             return st;

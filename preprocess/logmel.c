@@ -207,7 +207,8 @@ tsr_status tsr_logmel(const float *samples, int64_t n_samples, const tsr_logmel_
                 frame[i] = padded_at(samples, n, np, t0 + i) * window[i];
         }
         fftw_execute_dft_r2c(plan, frame, spec);
-        for (int k = 0; k < N_BINS; k++) power[k] = spec[k][0] * spec[k][0] + spec[k][1] * spec[k][1];
+        for (int k = 0; k < N_BINS; k++)
+            power[k] = spec[k][0] * spec[k][0] + spec[k][1] * spec[k][1];
         for (int j = 0; j < n_mels; j++) {
             const mel_filter *m = &fb[j];
             double acc = 0.0;
