@@ -64,6 +64,11 @@ typedef struct tsr__family_ops {
                          tsr_tensor_list *out, tsr_error *err);
 } tsr__family_ops;
 
+/* The ops serving config.json model_type, or NULL. */
+const tsr__family_ops *tsr__family_find(const char *model_type);
+/* Writes "qwen2_vl, qwen2_5_vl, ..." (for messages) into buf; returns buf. */
+const char *tsr__family_names(char *buf, size_t cap);
+
 /* The registry: every family's ops, defined in its processor.c. */
 extern const tsr__family_ops tsr__qwen2_vl_ops;    /* model_type qwen2_vl */
 extern const tsr__family_ops tsr__qwen2_5_vl_ops;  /* model_type qwen2_5_vl */

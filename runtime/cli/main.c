@@ -14,6 +14,9 @@ static void usage(FILE *f) {
             "                                      text or a chat to token ids\n"
             "  detokenize --model DIR [--skip-special] [--json] ID...\n"
             "                                      token ids to text\n"
+            "  preprocess --model DIR [--image F]... [--audio F]... (-p TEXT | --messages F)\n"
+            "             [--no-template] --out OUT.safetensors\n"
+            "                                      the processor's tensors, as transformers\n"
             "\n"
             "exit codes: 0 success, 1 runtime failure, 2 usage error\n");
 }
@@ -30,6 +33,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "info")) return tsr_cli_info(argc - 1, argv + 1);
     if (!strcmp(argv[1], "tokenize")) return tsr_cli_tokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "detokenize")) return tsr_cli_detokenize(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "preprocess")) return tsr_cli_preprocess(argc - 1, argv + 1);
     fprintf(stderr, "tessera: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

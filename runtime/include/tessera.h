@@ -566,6 +566,64 @@ size_t tsr_chat_messages_count(const tsr_chat_messages *m);
 const tsr_chat_message *tsr_chat_messages_items(const tsr_chat_messages *m);
 void tsr_chat_messages_free(tsr_chat_messages *m);
 
+/* ------------------------------------------------------------------------------------ */
+/* Processors: the media pipeline on its own                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* A model family's input processor, equal to transformers' AutoProcessor (PIL backend):
+ * chat template, media preprocessing, placeholder expansion and tokenization, giving the
+ * tensors a model consumes under the names transformers uses ("input_ids",
+ * "attention_mask", "pixel_values", "image_grid_thw", "image_sizes", "aspect_ratio_ids",
+ * "cross_attention_mask", "audio_features", ...). Loading needs only the configuration and
+ * tokenizer files of a model directory (config.json for model_type, preprocessor_config.json,
+ * processor_config.json, tokenizer.json, tokenizer_config.json, the chat template), no
+ * weights. This is the entry point for people who run their own engine.
+ * A loaded processor is immutable: tsr_processor_run* may be called from several threads. */
+typedef struct tsr_processor tsr_processor;
+
+typedef struct tsr_processor_params {
+    size_t size;          /* sizeof(tsr_processor_params) */
+    tsr_limits limits;    /* applied when decoding encoded media */
+    int32_t allow_unknown_template; /* render a chat template Tessera does not recognise */
+} tsr_processor_params;
+
+tsr_processor_params tsr_processor_params_default(void);
+
+tsr_status tsr_processor_load(const char *model_dir, const tsr_processor_params *params,
+                              tsr_processor **out /* OUT */, tsr_error *err);
+void tsr_processor_free(tsr_processor *p);
+/* config.json model_type ("qwen2_vl", "llava_next", "mllama", "minicpmo", "mistral3", ...). */
+const char *tsr_processor_model_type(const tsr_processor *p);
+const tsr_tokenizer *tsr_processor_tokenizer(const tsr_processor *p);
+
+/* One media item, in the order it appears in the prompt. Give either encoded bytes (decoded
+ * as transformers' load_image / librosa.load do: EXIF orientation applied, alpha composited
+ * over white; audio mixed to mono and resampled to 16 kHz) or a decoded image / audio. */
+typedef struct tsr_media {
+    tsr_media_kind kind;       /* TSR_MEDIA_IMAGE or TSR_MEDIA_AUDIO */
+    const uint8_t *data;       /* encoded bytes, or NULL */
+    size_t len;
+    const tsr_image *image;    /* decoded RGB8 / RGBA8 (used when data is NULL) */
+    const tsr_audio *audio;    /* decoded mono float32 (used when data is NULL) */
+} tsr_media;
+
+/* Renders messages with the model's chat template (add_generation_prompt), expands each image
+ * / audio placeholder for the media given (in order), tokenizes without adding special
+ * tokens (the template holds them, as apply_chat_template(tokenize=True) does) and returns
+ * every output tensor in *out (freed with tsr_tensor_list_free). More or fewer media items
+ * than the prompt has placeholders is INVALID_ARG; media the model cannot take is
+ * UNSUPPORTED. */
+tsr_status tsr_processor_run_chat(const tsr_processor *p, const tsr_chat_message *messages,
+                                  size_t n_messages, const tsr_media *media, size_t n_media,
+                                  tsr_tensor_list **out /* OUT */, tsr_error *err);
+
+/* The same for a prompt that already holds the family's placeholders (no template):
+ * processor(text=prompt, images=..., audio=...), which adds special tokens as the
+ * tokenizer's post-processor says. */
+tsr_status tsr_processor_run_prompt(const tsr_processor *p, const char *prompt,
+                                    const tsr_media *media, size_t n_media,
+                                    tsr_tensor_list **out /* OUT */, tsr_error *err);
+
 #ifdef __cplusplus
 }
 #endif
