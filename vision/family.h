@@ -4,8 +4,9 @@
  * Internal; not installed.
  *
  * The pipeline mirrors what a Hugging Face processor does:
- *   1. the chat template renders the prompt; each image / audio clip appears in it as the
- *      family's placeholder string (image_placeholder / audio_placeholder), in order;
+ *   1. the chat template renders the prompt (or the caller gives one); the family may rewrite
+ *      it (prepare_prompt); each image / audio clip appears in it as the family's placeholder
+ *      string (image_placeholder / audio_placeholder), in order;
  *   2. the family turns the decoded media into tensors (pixel_values, image_grid_thw, ...)
  *      and, per item, the exact text that replaces that placeholder occurrence
  *      (e.g. Qwen2-VL: "<|image_pad|>" x N; Pixtral: rows of "[IMG]"... "[IMG_BREAK]" ending
@@ -62,6 +63,12 @@ typedef struct tsr__family_ops {
     /* After tokenization: ids [n_ids] of the (single) prompt. May be NULL. */
     tsr_status (*finish)(const void *state, const int32_t *ids, int64_t n_ids,
                          tsr_tensor_list *out, tsr_error *err);
+
+    /* Before anything else: the family's own rewrite of the prompt text, as its HF processor
+     * does it (MLlama moves BOS after leading image tokens). *out is tsr__malloc'd. May be
+     * NULL (the prompt is used as given). */
+    tsr_status (*prepare_prompt)(const void *state, const char *prompt, char **out,
+                                 tsr_error *err);
 } tsr__family_ops;
 
 /* The ops serving config.json model_type, or NULL. */

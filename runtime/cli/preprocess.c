@@ -11,7 +11,7 @@
 static void preprocess_usage(FILE *f) {
     fprintf(f,
             "usage: tessera preprocess --model DIR [--image F]... [--audio F]...\n"
-            "                          (-p TEXT | --messages FILE.json) [--no-template]\n"
+            "                          (-p TEXT | --messages FILE.json) [--no-template [--no-special]]\n"
             "                          --out OUT.safetensors [--json]\n"
             "  -p TEXT          one user turn: the media in the order given, then TEXT, rendered\n"
             "                   with the model's chat template\n"
@@ -19,12 +19,13 @@ static void preprocess_usage(FILE *f) {
             "                   --image/--audio files in order\n"
             "  --no-template    use TEXT as the prompt itself (it must hold the family's\n"
             "                   placeholders), as processor(text=TEXT, images=...) does\n"
+            "  --no-special     with --no-template: add_special_tokens=False\n"
             "  --json           print the tensor names, dtypes and shapes as one JSON object\n");
 }
 
 typedef struct pre_opts {
     const char *model, *text, *messages, *out;
-    int no_template, json;
+    int no_template, json, special;
     const char *files[MAX_MEDIA];
     tsr_media_kind kinds[MAX_MEDIA];
     int n_media;
@@ -53,6 +54,8 @@ static int parse_args(int argc, char **argv, pre_opts *o) {
             o->no_template = 1;
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
+        } else if (!strcmp(a, "--no-special")) {
+            o->special = 0;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             preprocess_usage(stdout);
             return -1;
@@ -86,7 +89,8 @@ static void print_summary(const tsr_tensor_list *list) {
 /* Runs the processor; media bytes are read by the caller. */
 static tsr_status run(const pre_opts *o, const tsr_processor *p, const tsr_media *media,
                       tsr_tensor_list **out, tsr_error *err) {
-    if (o->no_template) return tsr_processor_run_prompt(p, o->text, media, o->n_media, out, err);
+    if (o->no_template)
+        return tsr_processor_run_prompt(p, o->text, o->special, media, o->n_media, out, err);
     if (o->text) {
         tsr_chat_part parts[MAX_MEDIA + 1];
         for (int i = 0; i < o->n_media; i++) {
@@ -117,6 +121,7 @@ static tsr_status run(const pre_opts *o, const tsr_processor *p, const tsr_media
 int tsr_cli_preprocess(int argc, char **argv) {
     pre_opts o;
     memset(&o, 0, sizeof o);
+    o.special = 1;
     int rc = parse_args(argc, argv, &o);
     if (rc) {
         if (rc > 0) preprocess_usage(stderr);

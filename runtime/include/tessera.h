@@ -618,11 +618,12 @@ tsr_status tsr_processor_run_chat(const tsr_processor *p, const tsr_chat_message
                                   tsr_tensor_list **out /* OUT */, tsr_error *err);
 
 /* The same for a prompt that already holds the family's placeholders (no template):
- * processor(text=prompt, images=..., audio=...), which adds special tokens as the
- * tokenizer's post-processor says. */
+ * processor(text=prompt, images=..., add_special_tokens=...). add_special_tokens != 0 applies
+ * the tokenizer's post-processor (e.g. BOS), as the processors do by default. */
 tsr_status tsr_processor_run_prompt(const tsr_processor *p, const char *prompt,
-                                    const tsr_media *media, size_t n_media,
-                                    tsr_tensor_list **out /* OUT */, tsr_error *err);
+                                    int add_special_tokens, const tsr_media *media,
+                                    size_t n_media, tsr_tensor_list **out /* OUT */,
+                                    tsr_error *err);
 
 #ifdef __cplusplus
 }

@@ -307,9 +307,9 @@ static tsr_status add_ids(tsr_tensor_list *list, const tsr_token_ids *ids, tsr_e
     return st;
 }
 
-static tsr_status run(const tsr_processor *p, const char *prompt, int add_special,
-                      const tsr_media *media, size_t n_media, tsr_tensor_list **out,
-                      tsr_error *err) {
+static tsr_status run_prepared(const tsr_processor *p, const char *prompt, int add_special,
+                               const tsr_media *media, size_t n_media, tsr_tensor_list **out,
+                               tsr_error *err) {
     media_set m;
     tsr_tensor_list *media_out = NULL, *list = NULL;
     tsr__replacements img = {0}, aud = {0};
@@ -360,13 +360,25 @@ static tsr_status run(const tsr_processor *p, const char *prompt, int add_specia
     return TSR_OK;
 }
 
+static tsr_status run(const tsr_processor *p, const char *prompt, int add_special,
+                      const tsr_media *media, size_t n_media, tsr_tensor_list **out,
+                      tsr_error *err) {
+    if (!p->ops->prepare_prompt)
+        return run_prepared(p, prompt, add_special, media, n_media, out, err);
+    char *prepared = NULL;
+    tsr_status st = p->ops->prepare_prompt(p->state, prompt, &prepared, err);
+    if (!st) st = run_prepared(p, prepared, add_special, media, n_media, out, err);
+    tsr__free(prepared);
+    return st;
+}
+
 tsr_status tsr_processor_run_prompt(const tsr_processor *p, const char *prompt,
-                                    const tsr_media *media, size_t n_media,
-                                    tsr_tensor_list **out, tsr_error *err) {
+                                    int add_special_tokens, const tsr_media *media,
+                                    size_t n_media, tsr_tensor_list **out, tsr_error *err) {
     if (!out) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!p || !prompt) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "processor or prompt is NULL");
-    return run(p, prompt, 1, media, n_media, out, err);
+    return run(p, prompt, add_special_tokens != 0, media, n_media, out, err);
 }
 
 tsr_status tsr_processor_run_chat(const tsr_processor *p, const tsr_chat_message *messages,

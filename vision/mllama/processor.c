@@ -25,6 +25,7 @@ typedef struct mllama_state {
     tsr_resample resample;
     tsr_normalize_params norm;
     int64_t image_token_id;
+    char bos_token[64]; /* tokenizer_config.json bos_token, for build_string_from_input */
 } mllama_state;
 
 /* ---------------------------------------------------------------------------------- */
@@ -180,6 +181,15 @@ static tsr_status mllama_load(const tsr__model_configs *cfg, void **state, tsr_e
     if (s.image_token_id < 0)
         return TSR_FAIL(err, TSR_ERR_FORMAT,
                         "no id for " IMAGE_TOKEN " in tokenizer_config.json or config.json");
+    /* bos_token is a string or an AddedToken object {"content": ...}. */
+    const cJSON *bos = cfg->tokenizer_config
+                           ? cJSON_GetObjectItemCaseSensitive(cfg->tokenizer_config, "bos_token")
+                           : NULL;
+    if (cJSON_IsObject(bos)) bos = cJSON_GetObjectItemCaseSensitive(bos, "content");
+    const char *bos_text = cJSON_IsString(bos) ? bos->valuestring : "<|begin_of_text|>";
+    if (strlen(bos_text) >= sizeof s.bos_token)
+        return TSR_FAIL(err, TSR_ERR_FORMAT, "tokenizer_config.json: bos_token is too long");
+    memcpy(s.bos_token, bos_text, strlen(bos_text) + 1);
     mllama_state *p = tsr__malloc(sizeof *p);
     if (!p) return TSR_FAIL(err, TSR_ERR_OOM, "state");
     *p = s;
@@ -428,6 +438,13 @@ static tsr_status mllama_finish(const void *state, const int32_t *ids, int64_t n
     return st;
 }
 
+/* MllamaProcessor's build_string_from_input: BOS goes after the leading image tokens. */
+static tsr_status mllama_prepare_prompt(const void *state, const char *prompt, char **out,
+                                        tsr_error *err) {
+    const mllama_state *s = state;
+    return tsr__mllama_build_prompt(prompt, s->bos_token, IMAGE_TOKEN, out, err);
+}
+
 const tsr__family_ops tsr__mllama_ops = {
     .model_type = "mllama",
     .image_placeholder = IMAGE_TOKEN,
@@ -437,4 +454,5 @@ const tsr__family_ops tsr__mllama_ops = {
     .process_images = mllama_process_images,
     .process_audio = NULL,
     .finish = mllama_finish,
+    .prepare_prompt = mllama_prepare_prompt,
 };
