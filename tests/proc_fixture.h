@@ -251,4 +251,55 @@ static void proc_run_cases(const tsr__family_ops *ops, const char *family) {
     cJSON_Delete(doc);
 }
 
+/* Fails each allocation of load + process_images in turn (builds with TSR_ALLOC_FAILPOINTS):
+ * every failure must be a clean OOM, leaving no state, tensors or replacements behind. */
+static void proc_failpoint_walk(const tsr__family_ops *ops, const char *family, const char *config,
+                                const char *const *image_names, int n) {
+#ifdef TSR_ALLOC_FAILPOINTS
+    char base[1024], path[1024];
+    proc_path(base, sizeof base, "%s/%s", tsr_test_fixture("proc"), family);
+    proc_path(path, sizeof path, "%s/%s", base, config);
+    proc_cfg cfg;
+    proc_cfg_load(&cfg, path);
+    tsr_image images[8] = {{0}};
+    int ok = n <= 8;
+    for (int i = 0; ok && i < n; i++) {
+        proc_path(path, sizeof path, "%s/images/%s", base, image_names[i]);
+        ok = proc_decode_rgb(path, &images[i]);
+    }
+    CHECK(ok);
+    int ok_at = 0;
+    for (long k = 1; ok && k < 400 && !ok_at; k++) {
+        tsr_error err = {0};
+        tsr_tensor_list *out = NULL;
+        CHECK_OK(tsr_tensor_list_new(&out, &err), &err);
+        tsr__replacements r = {0};
+        void *state = NULL;
+        tsr__alloc_failpoint(k);
+        tsr_status st = ops->load(&cfg.mc, &state, &err);
+        if (st == TSR_OK) st = ops->process_images(state, images, n, out, &r, &err);
+        tsr__alloc_failpoint(0);
+        if (st == TSR_OK) {
+            ok_at = (int)k;
+            CHECK(r.count == n);
+        } else {
+            CHECK_MSG(st == TSR_ERR_OOM, "failpoint %ld: %s %s", k, tsr_status_name(st),
+                      err.message);
+            CHECK(r.count == 0 && r.text == NULL);
+        }
+        tsr__replacements_free(&r);
+        tsr_tensor_list_free(out);
+        if (state) ops->free_state(state);
+    }
+    printf("%s/%s: succeeds once %d allocations are allowed\n", family, config,
+           ok_at ? ok_at - 1 : -1);
+    CHECK(ok_at > 1);
+    for (int i = 0; i < n && i < 8; i++) tsr_image_free(&images[i]);
+    proc_cfg_free(&cfg);
+#else
+    (void)ops, (void)family, (void)config, (void)image_names, (void)n;
+    tsr_test_skip("allocation failpoints are compiled in the sanitizer build only");
+#endif
+}
+
 #endif

@@ -66,9 +66,15 @@ static void test_bad_inputs(void) {
     cJSON_Delete(pc);
 }
 
+static void test_alloc_failpoints(void) {
+    static const char *const images[] = {"rgb_97x61_3.png", "rgb_40x130_4.png"};
+    proc_failpoint_walk(&tsr__llava_next_ops, "llava_next", "ragged", images, (int)(sizeof images / sizeof *images));
+}
+
 int main(void) {
     tsr_test_run("reference_cases", test_reference_cases);
     tsr_test_run("bad_configs", test_bad_configs);
     tsr_test_run("bad_inputs", test_bad_inputs);
+    tsr_test_run("alloc_failpoints", test_alloc_failpoints);
     return tsr_test_finish();
 }

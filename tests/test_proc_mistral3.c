@@ -83,10 +83,16 @@ static void test_bad_inputs(void) {
     cJSON_Delete(pp);
 }
 
+static void test_alloc_failpoints(void) {
+    static const char *const images[] = {"rgb_200x150_10.png", "rgb_20x90_13.png"};
+    proc_failpoint_walk(&tsr__mistral3_ops, "mistral3", "hw_crop", images, (int)(sizeof images / sizeof *images));
+}
+
 int main(void) {
     tsr_test_run("reference_cases", test_reference_cases);
     tsr_test_run("bad_configs", test_bad_configs);
     tsr_test_run("merge_from_model_config", test_merge_from_model_config);
     tsr_test_run("bad_inputs", test_bad_inputs);
+    tsr_test_run("alloc_failpoints", test_alloc_failpoints);
     return tsr_test_finish();
 }

@@ -81,10 +81,16 @@ static void test_bad_inputs(void) {
     tsr_tensor_list_free(out);
 }
 
+static void test_alloc_failpoints(void) {
+    static const char *const images[] = {"rgb_97x61_4.png", "rgba_33x47_7.png", "rgb_130x40_14.png"};
+    proc_failpoint_walk(&tsr__qwen2_vl_ops, "qwen2_vl", "small", images, (int)(sizeof images / sizeof *images));
+}
+
 int main(void) {
     tsr_test_run("reference_cases", test_reference_cases);
     tsr_test_run("same_as_2_5", test_same_as_2_5);
     tsr_test_run("bad_configs", test_bad_configs);
     tsr_test_run("bad_inputs", test_bad_inputs);
+    tsr_test_run("alloc_failpoints", test_alloc_failpoints);
     return tsr_test_finish();
 }
