@@ -115,10 +115,9 @@ static void run_case(const cJSON *c) {
     const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
     model m;
     model_open(&m, cJSON_GetObjectItem(c, "model")->valuestring);
-    cJSON_ReplaceItemInObject(m.config, "chunk_input",
-                              cJSON_CreateBool(cJSON_IsTrue(cJSON_GetObjectItem(c, "chunk_input"))));
-    if (!cJSON_GetObjectItem(m.config, "chunk_input"))
-        cJSON_AddBoolToObject(m.config, "chunk_input", cJSON_IsTrue(cJSON_GetObjectItem(c, "chunk_input")));
+    /* the processor's chunk_input argument, per case */
+    cJSON_DeleteItemFromObject(m.config, "chunk_input");
+    cJSON_AddBoolToObject(m.config, "chunk_input", cJSON_IsTrue(cJSON_GetObjectItem(c, "chunk_input")));
     void *state = NULL;
     CHECK_OK(tsr__minicpmo_ops.load(&m.cfg, &state, &err), &err);
     const cJSON *files = cJSON_GetObjectItem(c, "images"), *afiles = cJSON_GetObjectItem(c, "audios");
