@@ -447,6 +447,7 @@ typedef struct png_ctx {
     int oom;
     char msg[200];
     uint8_t *raw;      /* decoded samples, height x rowbytes */
+    size_t raw_size;   /* non-zero: raw is the caller's buffer of this many bytes */
     png_bytep *rows;
 } png_ctx;
 
@@ -514,7 +515,8 @@ static int png_run(png_ctx *c, const png_scan *s, const tsr_limits *limits, size
     size_t rb = png_get_rowbytes(png, info);
     size_t total;
     if (!tsr__mul_size(rb, s->height, &total)) png_error(png, "image size overflows");
-    c->raw = tsr__malloc(total);
+    if (c->raw_size && c->raw_size != total) png_error(png, "row size changed between passes");
+    if (!c->raw_size) c->raw = tsr__malloc(total);
     c->rows = tsr__malloc(sizeof *c->rows * s->height);
     if (!c->raw || !c->rows) {
         c->oom = 1;
@@ -607,14 +609,25 @@ tsr_status tsr__png_decode(const uint8_t *buf, size_t len,
     memset(&c, 0, sizeof c);
     c.buf = buf;
     c.len = len;
+    /* 8-bit RGB to RGB and RGBA to RGBA need no conversion: libpng writes the output rows. */
+    const bool direct = s.bit_depth == 8 && ((s.color_type == 2 && channels == 3) ||
+                                             (s.color_type == 6 && channels == 4));
+    if (direct) {
+        st = tsr_image_alloc(out, (int32_t)s.width, (int32_t)s.height, channels, err);
+        if (st != TSR_OK) return st;
+        c.raw = out->data;
+        c.raw_size = (size_t)s.width * (size_t)s.height * (size_t)channels;
+    }
     size_t rowbytes = 0;
     if (png_run(&c, &s, &params->limits, &rowbytes) != 0) {
-        tsr__free(c.raw);
+        if (direct) tsr_image_free(out);
+        else tsr__free(c.raw);
         tsr__free(c.rows);
         if (c.oom) return tsr__fail(err, TSR_ERR_OOM, "out of memory decoding PNG (%s)", c.msg);
         return FAIL_PNG("libpng: %s", c.msg);
     }
     tsr__free(c.rows);
+    if (direct) return TSR_OK;
 
     /* Palette as Pillow holds it: 256 entries, black and opaque past PLTE; tRNS alpha for
      * the first entries. */
