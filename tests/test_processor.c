@@ -37,8 +37,13 @@ static double compare(const char *ctx, const char *name, const tsr_tensor *got,
                       const tsr_tensor *want) {
     CHECK_MSG(got != NULL, "%s: output '%s' missing", ctx, name);
     if (!got) return INFINITY;
-    int same_shape = got->dtype == want->dtype && got->ndim == want->ndim;
-    for (int d = 0; same_shape && d < got->ndim; d++) same_shape = got->shape[d] == want->shape[d];
+    /* A leading batch dimension of 1 may be squeezed in the reference file. */
+    int gd = 0, wd = 0;
+    while (got->ndim - gd > want->ndim - wd && got->shape[gd] == 1) gd++;
+    while (want->ndim - wd > got->ndim - gd && want->shape[wd] == 1) wd++;
+    int same_shape = got->dtype == want->dtype && got->ndim - gd == want->ndim - wd;
+    for (int d = 0; same_shape && d < got->ndim - gd; d++)
+        same_shape = got->shape[gd + d] == want->shape[wd + d];
     CHECK_MSG(same_shape, "%s: '%s' dtype/shape differ (%s vs %s, rank %d vs %d)", ctx, name,
               tsr_dtype_name(got->dtype), tsr_dtype_name(want->dtype), got->ndim, want->ndim);
     if (!same_shape) return INFINITY;
@@ -73,18 +78,35 @@ static void run_case(const char *family, const cJSON *c, double *max_pixel_diff)
     uint8_t *bytes[MAX_IMAGES] = {0};
     size_t n = 0;
     memset(media, 0, sizeof media);
-    const cJSON *images = cJSON_GetObjectItem(c, "images");
-    for (const cJSON *im = images ? images->child : NULL; im && n < MAX_IMAGES; im = im->next, n++) {
-        snprintf(path, sizeof path, "%s/img/%s", dir, im->valuestring);
-        bytes[n] = tsr_test_read(path, &media[n].len);
-        CHECK_MSG(bytes[n] != NULL, "%s: cannot read %s", ctx, path);
-        media[n].kind = TSR_MEDIA_IMAGE;
-        media[n].data = bytes[n];
+    /* Media in prompt order: the generators list images and audio separately, and every
+     * prompt of theirs with both names the images first. */
+    const char *kinds[2] = {"images", "audios"};
+    const char *dirs[2] = {"img", "audio"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *items = cJSON_GetObjectItem(c, kinds[k]);
+        for (const cJSON *it = items ? items->child : NULL; it && n < MAX_IMAGES;
+             it = it->next, n++) {
+            snprintf(path, sizeof path, "%s/%s/%s", dir, dirs[k], it->valuestring);
+            bytes[n] = tsr_test_read(path, &media[n].len);
+            CHECK_MSG(bytes[n] != NULL, "%s: cannot read %s", ctx, path);
+            media[n].kind = k ? TSR_MEDIA_AUDIO : TSR_MEDIA_IMAGE;
+            media[n].data = bytes[n];
+        }
     }
     const cJSON *special = cJSON_GetObjectItem(c, "add_special_tokens");
+    const cJSON *error = cJSON_GetObjectItem(c, "error");
     tsr_tensor_list *out = NULL;
-    CHECK_OK(tsr_processor_run_prompt(p, cJSON_GetObjectItem(c, "prompt")->valuestring,
-                                      !cJSON_IsFalse(special), media, n, &out, &err), &err);
+    tsr_status st = tsr_processor_run_prompt(p, cJSON_GetObjectItem(c, "prompt")->valuestring,
+                                             !cJSON_IsFalse(special), media, n, &out, &err);
+    if (cJSON_IsString(error)) {
+        /* HF raised: Tessera refuses with the same reason. */
+        CHECK_MSG(st != TSR_OK && strstr(err.message, error->valuestring), "%s: %s '%s'", ctx,
+                  tsr_status_name(st), err.message);
+        for (size_t i = 0; i < n; i++) free(bytes[i]);
+        tsr_processor_free(p);
+        return;
+    }
+    CHECK_OK(st, &err);
 
     snprintf(path, sizeof path, "%s/%s", dir, cJSON_GetObjectItem(c, "outputs")->valuestring);
     tsr_safetensors *want = NULL;
@@ -96,12 +118,16 @@ static void run_case(const char *family, const cJSON *c, double *max_pixel_diff)
         double d = compare(ctx, tname, tsr_tensor_list_get(out, tname), &w);
         if (w.dtype == TSR_DTYPE_F32 && d > *max_pixel_diff) *max_pixel_diff = d;
     }
-    /* input_ids are also in the case file itself */
+    /* input_ids are also in the case file itself (the ids, or their count) */
     const tsr_tensor *ids = tsr_tensor_list_get(out, "input_ids");
     const cJSON *want_ids = cJSON_GetObjectItem(c, "input_ids");
-    int same = ids && want_ids && tsr_tensor_numel(ids) == cJSON_GetArraySize(want_ids);
+    int64_t want_n = cJSON_IsNumber(want_ids) ? (int64_t)want_ids->valuedouble
+                                              : cJSON_GetArraySize(want_ids);
+    int same = ids && want_ids && tsr_tensor_numel(ids) == want_n;
+    if (cJSON_IsNumber(want_ids)) want_ids = NULL;
     int64_t k = 0;
-    for (const cJSON *v = want_ids ? want_ids->child : NULL; same && v; v = v->next, k++)
+    for (const cJSON *v = cJSON_IsArray(want_ids) ? want_ids->child : NULL; same && v;
+         v = v->next, k++)
         same = ((const int64_t *)ids->data)[k] == (int64_t)v->valuedouble;
     CHECK_MSG(same, "%s: input_ids differ", ctx);
 
@@ -130,7 +156,13 @@ static void test_families(void) {
         }
         double max_diff = 0;
         int n = 0;
-        for (const cJSON *c = list->child; c; c = c->next, n++) run_case(e->d_name, c, &max_diff);
+        for (const cJSON *c = list->child; c; c = c->next) {
+            /* Cases that set a call argument the model configs do not hold are the family
+             * tests' business (MiniCPM-o chunk_input=False). */
+            if (cJSON_IsFalse(cJSON_GetObjectItem(c, "chunk_input"))) continue;
+            run_case(e->d_name, c, &max_diff);
+            n++;
+        }
         printf("%s: %d cases through tsr_processor_run_prompt, max abs float diff %g\n",
                e->d_name, n, max_diff);
         families++;

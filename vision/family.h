@@ -41,10 +41,20 @@ typedef struct tsr__replacements {
 
 void tsr__replacements_free(tsr__replacements *r);
 
+/* Id of the added token whose content is `content`, from tokenizer_config.json's
+ * added_tokens_decoder (as the HF tokenizer's convert_tokens_to_ids sees it); -1 when the
+ * file or the token is absent. A malformed entry is FORMAT. */
+tsr_status tsr__added_token_id(const tsr__model_configs *cfg, const char *content,
+                               int64_t *id /* OUT */, tsr_error *err);
+
+
 typedef struct tsr__family_ops {
     const char *model_type;        /* config.json "model_type" this entry serves */
     const char *image_placeholder; /* what the chat template emits per image; NULL: none */
     const char *audio_placeholder; /* per audio clip; NULL when the family takes no audio */
+    /* How encoded images with alpha become RGB: 0 composites over white (transformers'
+     * convert_rgb, most families); 1 drops alpha (Pillow convert("RGB"), MiniCPM-o). */
+    int drop_alpha;
 
     /* Parses and validates the processor configs; invalid values fail here with FORMAT
      * naming the file and key. *state is family-owned, freed by free_state. */

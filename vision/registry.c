@@ -4,9 +4,8 @@
 
 /* Every family the library offers, in the order messages list them. */
 static const tsr__family_ops *const k_families[] = {
-    &tsr__qwen2_vl_ops,
-    &tsr__qwen2_5_vl_ops,
-    &tsr__mllama_ops,
+    &tsr__qwen2_vl_ops, &tsr__qwen2_5_vl_ops, &tsr__llava_next_ops,
+    &tsr__mllama_ops,   &tsr__minicpmo_ops,   &tsr__mistral3_ops,
 };
 
 const tsr__family_ops *tsr__family_find(const char *model_type) {

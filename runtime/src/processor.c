@@ -143,24 +143,31 @@ static void media_free(media_set *m) {
     memset(m, 0, sizeof *m);
 }
 
-static tsr_status copy_image(const tsr_image *src, tsr_image *dst, tsr_error *err) {
+/* RGB8 copy of src: alpha composited over white (transformers' convert_rgb) or dropped
+ * (Pillow convert("RGB")), as the family's processor does. */
+static tsr_status to_rgb(const tsr_processor *p, const tsr_image *src, tsr_image *dst,
+                         tsr_error *err) {
     if (!src->data || src->width <= 0 || src->height <= 0 ||
         (src->channels != 3 && src->channels != 4))
         return tsr__fail(err, TSR_ERR_INVALID_ARG, "image has no pixels or %d channels "
                          "(3 or 4 expected)", src->channels);
-    /* Alpha is composited over white, as transformers' convert_rgb does. */
-    return tsr_image_composite_white(src, dst, err);
+    if (src->channels == 3 || !p->ops->drop_alpha)
+        return tsr_image_composite_white(src, dst, err);
+    tsr_status st = tsr_image_alloc(dst, src->width, src->height, 3, err);
+    size_t n = (size_t)src->width * (size_t)src->height;
+    for (size_t i = 0; !st && i < n; i++) memcpy(dst->data + 3 * i, src->data + 4 * i, 3);
+    return st;
 }
 
 static tsr_status decode_image(const tsr_processor *p, const tsr_media *m, tsr_image *dst,
                                tsr_error *err) {
-    if (!m->data) return copy_image(m->image ? m->image : &(tsr_image){0}, dst, err);
+    if (!m->data) return to_rgb(p, m->image ? m->image : &(tsr_image){0}, dst, err);
     tsr_image_decode_params dp = tsr_image_decode_params_default();
     dp.channels = 4;
     dp.limits = p->limits;
     tsr_image rgba = {0};
     tsr_status st = tsr_image_decode(m->data, m->len, &dp, &rgba, NULL, err);
-    if (!st) st = tsr_image_composite_white(&rgba, dst, err);
+    if (!st) st = to_rgb(p, &rgba, dst, err);
     tsr_image_free(&rgba);
     return st;
 }

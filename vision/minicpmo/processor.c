@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "minicpmo.h"
-#include "mllama/mllama.h" /* tsr__added_token_id */
 #include "tessera_json.h"
 
 #define PP "preprocessor_config.json"
@@ -391,6 +390,7 @@ const tsr__family_ops tsr__minicpmo_ops = {
     .model_type = "minicpmo",
     .image_placeholder = "(<image>./</image>)",
     .audio_placeholder = "(<audio>./</audio>)",
+    .drop_alpha = 1, /* the hub processor calls convert("RGB") */
     .load = minicpmo_load,
     .free_state = minicpmo_free_state,
     .process_images = minicpmo_process_images,

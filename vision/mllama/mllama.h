@@ -14,11 +14,5 @@ tsr_status tsr__mllama_build_prompt(const char *prompt, const char *bos_token,
                                     const char *image_token, char **out /* OUT */,
                                     tsr_error *err);
 
-/* Id of the added token whose content is `content`, from tokenizer_config.json's
- * added_tokens_decoder (as the HF tokenizer's convert_tokens_to_ids sees it); -1 when the
- * file or the token is absent. A malformed entry is FORMAT. Used by MLlama and MiniCPM-o
- * (it belongs next to the family contract; kept here until the contract has it). */
-tsr_status tsr__added_token_id(const tsr__model_configs *cfg, const char *content,
-                               int64_t *id /* OUT */, tsr_error *err);
 
 #endif
