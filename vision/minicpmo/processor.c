@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "image_common.h"
 #include "minicpmo.h"
 #include "tessera_json.h"
 
@@ -293,15 +294,10 @@ static tsr_status minicpmo_process_images(const void *state, const tsr_image *im
                                           tsr_tensor_list *out, tsr__replacements *repl,
                                           tsr_error *err) {
     const tsr__minicpmo_state *s = state;
-    if (!s || !out || !repl || (n > 0 && !images))
-        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "NULL argument");
+    if (!s || !out || !repl) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "NULL argument");
     memset(repl, 0, sizeof *repl);
-    if (n <= 0) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "no images (n = %lld)", (long long)n);
-    for (int64_t i = 0; i < n; i++)
-        if (images[i].channels != 3 || !images[i].data || images[i].width < 1 ||
-            images[i].height < 1)
-            return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "image %lld is not a non-empty RGB8 image",
-                            (long long)i);
+    tsr_status checked = tsr__check_rgb_images(images, n, err);
+    if (checked) return checked;
     slicing *plans = tsr__calloc((size_t)n, sizeof *plans);
     if (!plans) return TSR_FAIL(err, TSR_ERR_OOM, "%lld images", (long long)n);
     int64_t n_slices = 0;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "family.h"
+#include "image_common.h"
 #include "mllama.h"
 #include "tessera_json.h"
 
@@ -303,15 +304,10 @@ static tsr_status mllama_process_images(const void *state, const tsr_image *imag
                                         tsr_tensor_list *out, tsr__replacements *repl,
                                         tsr_error *err) {
     const mllama_state *s = state;
-    if (!s || !out || !repl || (n > 0 && !images))
-        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "NULL argument");
+    if (!s || !out || !repl) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "NULL argument");
     memset(repl, 0, sizeof *repl);
-    if (n <= 0) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "no images (n = %lld)", (long long)n);
-    for (int64_t i = 0; i < n; i++)
-        if (images[i].channels != 3 || !images[i].data || images[i].width < 1 ||
-            images[i].height < 1)
-            return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "image %lld is not a non-empty RGB8 image",
-                            (long long)i);
+    tsr_status checked = tsr__check_rgb_images(images, n, err);
+    if (checked) return checked;
     int32_t rc[MAX_RATIOS][2];
     int k = aspect_ratios(s->max_tiles, rc);
     const int64_t M = s->max_tiles, T = s->tile;
