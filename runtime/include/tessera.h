@@ -625,6 +625,186 @@ tsr_status tsr_processor_run_prompt(const tsr_processor *p, const char *prompt,
                                     size_t n_media, tsr_tensor_list **out /* OUT */,
                                     tsr_error *err);
 
+/* ------------------------------------------------------------------------------------ */
+/* Models and generation                                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+/* A model is loaded from a hub directory: config.json (text_config when nested),
+ * generation_config.json (eos ids), model.safetensors or the shards named by
+ * model.safetensors.index.json. Text decoders of model_type "qwen2", "llama" and "mistral"
+ * are supported: GQA, RMSNorm, SwiGLU, q/k/v bias (qwen2), tied or untied embeddings, RoPE
+ * "default" and "llama3" scaling, Mistral's sliding window. Weights are mmapped; F32 tensors
+ * are used in place, F16 / BF16 tensors are converted to F32 once at load (compute is F32).
+ * Loading validates everything before the first forward: unknown model_type, config values
+ * (heads dividing hidden_size, kv heads dividing heads, rope settings), every expected
+ * tensor present with its shape (both shapes named), no unexpected tensors, shards complete.
+ * A loaded model is immutable and may be shared by sessions on several threads. */
+typedef struct tsr_model tsr_model;
+
+/* Load progress: fraction in [0, 1] and what is being done ("model-00001-of-00002..."),
+ * called on the loading thread. A non-zero return cancels the load (TSR_ERR_CANCELLED). */
+typedef int (*tsr_progress_fn)(float fraction, const char *what, void *user);
+
+typedef struct tsr_model_params {
+    size_t size;               /* sizeof(tsr_model_params) */
+    tsr_progress_fn progress;  /* may be NULL */
+    void *progress_user;
+    uint64_t max_config_bytes; /* config.json / index size bound; default 16 MiB */
+} tsr_model_params;
+
+tsr_model_params tsr_model_params_default(void);
+
+tsr_status tsr_model_load(const char *model_dir, const tsr_model_params *params,
+                          tsr_model **out /* OUT */, tsr_error *err);
+void tsr_model_free(tsr_model *model);
+
+/* Facts of a loaded model. The strings live as long as the model. */
+const char *tsr_model_type(const tsr_model *model);  /* config model_type, e.g. "qwen2" */
+int32_t tsr_model_vocab_size(const tsr_model *model); /* rows of the logits */
+int32_t tsr_model_hidden_size(const tsr_model *model);
+int64_t tsr_model_max_positions(const tsr_model *model); /* max_position_embeddings */
+/* EOS ids from config.json and generation_config.json (union, in that order); *ids is valid
+ * as long as the model. Returns the count. */
+size_t tsr_model_eos_ids(const tsr_model *model, const int32_t **ids /* OUT */);
+
+/* A session holds the mutable state of one conversation: KV cache for n_ctx positions,
+ * preallocated scratch, the worker threads. One thread at a time per session. */
+typedef struct tsr_session tsr_session;
+
+typedef struct tsr_session_params {
+    size_t size;       /* sizeof(tsr_session_params) */
+    int64_t n_ctx;     /* positions the KV cache holds; 0: min(max_position_embeddings, 4096) */
+    int64_t n_batch;   /* prefill chunk (tokens per forward); default 256 */
+    int32_t n_threads; /* worker threads incl. the caller; 0: online CPUs (at most 16) */
+} tsr_session_params;
+
+tsr_session_params tsr_session_params_default(void);
+
+/* The model must outlive the session. n_ctx above max_position_embeddings is LIMIT. */
+tsr_status tsr_session_new(const tsr_model *model, const tsr_session_params *params,
+                           tsr_session **out /* OUT */, tsr_error *err);
+void tsr_session_free(tsr_session *s);
+/* Forgets the KV cache (a new conversation); keeps the buffers. */
+void tsr_session_reset(tsr_session *s);
+int64_t tsr_session_n_past(const tsr_session *s); /* positions filled in the KV cache */
+int64_t tsr_session_n_ctx(const tsr_session *s);
+
+/* Precomputed embeddings that replace the embeddings of ids[start, start + n_tokens) (the
+ * media placeholders): data is F32 [n_tokens, hidden_size], borrowed for the call. */
+typedef struct tsr_embed_span {
+    int64_t start;
+    int64_t n_tokens;
+    const float *data;
+} tsr_embed_span;
+
+/* Tokens appended to the session by one tsr_session_decode call. */
+typedef struct tsr_decode_input {
+    size_t size;                 /* sizeof(tsr_decode_input) */
+    const int32_t *ids;          /* [n_ids] token ids in [0, vocab_size) */
+    int64_t n_ids;
+    const tsr_embed_span *spans; /* media embeddings (sorted, non-overlapping); may be NULL */
+    size_t n_spans;
+    /* Explicit positions: [n_pos_rows, n_ids] (3 rows for Qwen2-VL M-RoPE). NULL: positions
+     * continue from n_past. Not yet supported (UNSUPPORTED). */
+    const int64_t *position_ids;
+    int32_t n_pos_rows;
+    /* MLlama cross-attention states [n_media_tokens, hidden]; not yet supported. */
+    const tsr_tensor *cross_states;
+    int32_t logits_all;          /* non-zero: logits of every position, else the last one */
+} tsr_decode_input;
+
+tsr_decode_input tsr_decode_input_default(void);
+
+/* Runs the decoder over the input (in chunks of n_batch), appending to the KV cache.
+ * logits (may be NULL) receives F32 [n_ids, vocab] when in->logits_all, else [vocab];
+ * logits_len is its capacity in floats (too small is INVALID_ARG, checked first).
+ * Going past n_ctx is LIMIT and leaves the session as it was. */
+tsr_status tsr_session_decode(tsr_session *s, const tsr_decode_input *in,
+                              float *logits /* OUT */, size_t logits_len, tsr_error *err);
+/* Logits of the last position decoded ([vocab]), owned by the session, valid until the next
+ * decode or reset; NULL before any decode. */
+const float *tsr_session_logits(const tsr_session *s);
+
+/* Sampling as transformers' generate() does it: repetition penalty over prompt and generated
+ * ids, then temperature, top-k, top-p, min-p (in that order, filtered logits set to -inf),
+ * then a draw from softmax with a seeded generator. frequency / presence penalties follow
+ * the OpenAI definition (logit -= frequency * count + presence * (count > 0), generated ids
+ * only) and run first. temperature <= 0 (or top_k == 1) is greedy: the first argmax. */
+typedef struct tsr_sampling_params {
+    size_t size;              /* sizeof(tsr_sampling_params) */
+    float temperature;        /* default 1 */
+    int32_t top_k;            /* 0: off */
+    float top_p;              /* 1: off */
+    float min_p;              /* 0: off */
+    float repetition_penalty; /* 1: off; > 0 */
+    float frequency_penalty;  /* 0: off */
+    float presence_penalty;   /* 0: off */
+    uint64_t seed;            /* default 0 */
+} tsr_sampling_params;
+
+tsr_sampling_params tsr_sampling_params_default(void);
+
+/* Sampler state: the RNG, per-id counts and scratch for n_vocab logits (preallocated). */
+typedef struct tsr_sampler tsr_sampler;
+
+tsr_status tsr_sampler_new(const tsr_sampling_params *params, int32_t n_vocab,
+                           tsr_sampler **out /* OUT */, tsr_error *err);
+void tsr_sampler_free(tsr_sampler *s);
+/* Clears history and reseeds. */
+void tsr_sampler_reset(tsr_sampler *s);
+/* Records an id of the context: prompt ids (generated = 0) count for the repetition penalty,
+ * generated ids (generated = 1) also for frequency / presence. */
+tsr_status tsr_sampler_accept(tsr_sampler *s, int32_t id, int generated, tsr_error *err);
+/* Applies penalties and warpers to logits[n_vocab] in place (what is sampled from). */
+tsr_status tsr_sampler_process(tsr_sampler *s, float *logits, tsr_error *err);
+/* Processes logits (in place) and draws an id. Non-finite logits are INVALID_ARG. */
+tsr_status tsr_sampler_sample(tsr_sampler *s, float *logits, int32_t *id /* OUT */,
+                              tsr_error *err);
+
+typedef enum tsr_stop_reason {
+    TSR_STOP_NONE = 0,
+    TSR_STOP_EOS,       /* an EOS id of the model (not included in the text) */
+    TSR_STOP_STRING,    /* a stop string (the text ends before it) */
+    TSR_STOP_LENGTH,    /* max_tokens or the end of the context */
+    TSR_STOP_CANCELLED  /* the token callback returned non-zero */
+} tsr_stop_reason;
+
+/* Called for each generated id with the newly complete text (possibly empty; held back
+ * while it may be the start of a stop string), and once more with id -1 at the end when text
+ * was still held back. text is valid during the call only. Non-zero return stops generation
+ * (TSR_STOP_CANCELLED; the call still returns TSR_OK). */
+typedef int (*tsr_token_fn)(int32_t id, const char *text, size_t len, void *user);
+
+typedef struct tsr_generate_params {
+    size_t size;                  /* sizeof(tsr_generate_params) */
+    tsr_sampling_params sampling;
+    int64_t max_tokens;           /* default 256 */
+    const tsr_tokenizer *tokenizer; /* for text and stop strings; may be NULL (no text) */
+    const char *const *stop;      /* stop strings (need tokenizer); may be NULL */
+    size_t n_stop;
+    int32_t ignore_eos;           /* non-zero: do not stop on EOS ids */
+    tsr_token_fn on_token;        /* may be NULL */
+    void *user;
+} tsr_generate_params;
+
+tsr_generate_params tsr_generate_params_default(void);
+
+typedef struct tsr_usage {
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    double prefill_ms;
+    double decode_ms;
+    tsr_stop_reason stop_reason;
+} tsr_usage;
+
+/* Decodes the prompt (appended to the session) then generates up to max_tokens ids.
+ * out (may be NULL) receives the generated ids (the EOS id excluded); usage may be NULL.
+ * Running out of context stops with TSR_STOP_LENGTH. No allocation per generated token. */
+tsr_status tsr_session_generate(tsr_session *s, const tsr_decode_input *prompt,
+                                const tsr_generate_params *params,
+                                tsr_token_ids *out /* OUT */, tsr_usage *usage /* OUT */,
+                                tsr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,588 @@
+/* Model loading: config.json + generation_config.json + (sharded) safetensors -> tsr_model.
+ * Everything a file controls is validated here, so the decoder can trust the layout. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../text/decoder.h"
+#include "tessera_json.h"
+
+#define MAX_LAYERS 4096
+#define MAX_DIM (1 << 20)
+#define MAX_VOCAB (1 << 24)
+
+tsr_model_params tsr_model_params_default(void) {
+    tsr_model_params p;
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    p.max_config_bytes = 16u << 20;
+    return p;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Config                                                                               */
+/* ---------------------------------------------------------------------------------- */
+
+/* transformers' defaults of each config class, used where config.json omits a key. */
+typedef struct family_defaults {
+    const char *model_type;
+    int64_t vocab, dim, ffn, layers, heads, kv_heads, max_pos;
+    double eps;
+    int64_t sliding_window; /* mistral: 4096 */
+} family_defaults;
+
+static const family_defaults FAMILIES[] = {
+    {"llama", 32000, 4096, 11008, 32, 32, -1, 2048, 1e-6, 0},
+    {"mistral", 32000, 4096, 14336, 32, 32, 8, 4096 * 32, 1e-6, 4096},
+    {"qwen2", 151936, 4096, 22016, 32, 32, 32, 32768, 1e-6, 0},
+};
+
+#define CFG "config.json"
+
+static tsr_status get_i32(const cJSON *o, const char *key, int64_t dflt, int64_t min, int64_t max,
+                          int32_t *out, tsr_error *err) {
+    int64_t v;
+    tsr_status st = tsr__json_int(o, key, dflt, min, max, &v, CFG, err);
+    if (!st) *out = (int32_t)v;
+    return st;
+}
+
+/* rope_parameters (transformers 5) or rope_theta + rope_scaling (earlier hub files). */
+static tsr_status parse_rope(const cJSON *tc, tsr__decoder_config *c, tsr_error *err) {
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(tc, "rope_parameters");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(tc, "rope_scaling");
+    if (rp && !cJSON_IsNull(rp) && !cJSON_IsObject(rp))
+        return TSR_FAIL(err, TSR_ERR_FORMAT, CFG ": \"rope_parameters\" must be an object");
+    if (rs && !cJSON_IsNull(rs) && !cJSON_IsObject(rs))
+        return TSR_FAIL(err, TSR_ERR_FORMAT, CFG ": \"rope_scaling\" must be an object or null");
+    const cJSON *scal = cJSON_IsObject(rp) ? rp : (cJSON_IsObject(rs) ? rs : NULL);
+    tsr_status st = tsr__json_double(tc, "rope_theta", 10000.0, 1e-6, 1e12, &c->rope_theta, CFG,
+                                     err);
+    if (!st && cJSON_IsObject(rp))
+        st = tsr__json_double(rp, "rope_theta", c->rope_theta, 1e-6, 1e12, &c->rope_theta,
+                              CFG ": rope_parameters", err);
+    if (st) return st;
+    c->rope_type = TSR__ROPE_DEFAULT;
+    c->rope_factor = 1.0;
+    if (!scal) return TSR_OK;
+    const char *type = NULL;
+    st = tsr__json_string(scal, "rope_type", NULL, &type, CFG ": rope scaling", err);
+    if (!st && !type) st = tsr__json_string(scal, "type", "default", &type, CFG ": rope scaling", err);
+    if (st) return st;
+    const char *sctx = CFG ": rope scaling";
+    if (!strcmp(type, "default")) return TSR_OK;
+    if (!strcmp(type, "linear")) {
+        c->rope_type = TSR__ROPE_LINEAR;
+        return tsr__json_double(scal, "factor", NAN, 1e-6, 1e6, &c->rope_factor, sctx, err);
+    }
+    if (!strcmp(type, "llama3")) {
+        c->rope_type = TSR__ROPE_LLAMA3;
+        int64_t omp;
+        if ((st = tsr__json_double(scal, "factor", NAN, 1e-6, 1e6, &c->rope_factor, sctx, err)) ||
+            (st = tsr__json_double(scal, "low_freq_factor", NAN, 1e-6, 1e6,
+                                   &c->rope_low_freq_factor, sctx, err)) ||
+            (st = tsr__json_double(scal, "high_freq_factor", NAN, 1e-6, 1e6,
+                                   &c->rope_high_freq_factor, sctx, err)) ||
+            (st = tsr__json_int(scal, "original_max_position_embeddings", -1, 1, INT32_MAX, &omp,
+                                sctx, err)))
+            return st;
+        if (omp < 0 || !isfinite(c->rope_factor) || !isfinite(c->rope_low_freq_factor) ||
+            !isfinite(c->rope_high_freq_factor))
+            return TSR_FAIL(err, TSR_ERR_FORMAT,
+                            CFG ": llama3 rope scaling needs factor, low_freq_factor, "
+                                "high_freq_factor and original_max_position_embeddings");
+        if (!(c->rope_high_freq_factor > c->rope_low_freq_factor))
+            return TSR_FAIL(err, TSR_ERR_FORMAT,
+                            CFG ": llama3 rope scaling: high_freq_factor (%g) must exceed "
+                                "low_freq_factor (%g)",
+                            c->rope_high_freq_factor, c->rope_low_freq_factor);
+        c->rope_orig_max_pos = omp;
+        return TSR_OK;
+    }
+    return TSR_FAIL(err, TSR_ERR_UNSUPPORTED, CFG ": rope type \"%s\" is not supported "
+                    "(default, linear, llama3 are)", type);
+}
+
+static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_error *err) {
+    memset(c, 0, sizeof *c);
+    const char *mt = NULL;
+    tsr_status st = tsr__json_string(root, "model_type", NULL, &mt, CFG, err);
+    if (st) return st;
+    if (!mt) return TSR_FAIL(err, TSR_ERR_FORMAT, CFG " has no \"model_type\"");
+    const family_defaults *fam = NULL;
+    for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
+        if (!strcmp(FAMILIES[i].model_type, mt)) fam = &FAMILIES[i];
+    if (!fam)
+        return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
+                        CFG ": model_type \"%s\" is not supported (qwen2, llama, mistral are)", mt);
+    snprintf(c->model_type, sizeof c->model_type, "%s", mt);
+    /* A text decoder nested as text_config (multimodal checkpoints) takes precedence. */
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+    if (!cJSON_IsObject(tc)) tc = root;
+
+    const char *act = NULL;
+    if ((st = tsr__json_string(tc, "hidden_act", "silu", &act, CFG, err))) return st;
+    if (strcmp(act, "silu"))
+        return TSR_FAIL(err, TSR_ERR_UNSUPPORTED, CFG ": hidden_act \"%s\" (only silu)", act);
+    if ((st = get_i32(tc, "vocab_size", fam->vocab, 1, MAX_VOCAB, &c->vocab, err)) ||
+        (st = get_i32(tc, "hidden_size", fam->dim, 1, MAX_DIM, &c->dim, err)) ||
+        (st = get_i32(tc, "intermediate_size", fam->ffn, 1, MAX_DIM, &c->ffn_dim, err)) ||
+        (st = get_i32(tc, "num_hidden_layers", fam->layers, 1, MAX_LAYERS, &c->n_layers, err)) ||
+        (st = get_i32(tc, "num_attention_heads", fam->heads, 1, MAX_DIM, &c->n_heads, err)))
+        return st;
+    if ((st = get_i32(tc, "num_key_value_heads", fam->kv_heads > 0 ? fam->kv_heads : c->n_heads,
+                      1, MAX_DIM, &c->n_kv_heads, err)))
+        return st;
+    if (c->dim % c->n_heads && !cJSON_GetObjectItemCaseSensitive(tc, "head_dim"))
+        return TSR_FAIL(err, TSR_ERR_FORMAT,
+                        CFG ": num_attention_heads (%d) does not divide hidden_size (%d)",
+                        c->n_heads, c->dim);
+    if ((st = get_i32(tc, "head_dim", c->dim / c->n_heads, 1, MAX_DIM, &c->head_dim, err)))
+        return st;
+    if (c->head_dim % 2)
+        return TSR_FAIL(err, TSR_ERR_FORMAT, CFG ": head_dim (%d) must be even for RoPE",
+                        c->head_dim);
+    if (c->n_heads % c->n_kv_heads)
+        return TSR_FAIL(err, TSR_ERR_FORMAT,
+                        CFG ": num_key_value_heads (%d) does not divide num_attention_heads (%d)",
+                        c->n_kv_heads, c->n_heads);
+    int64_t qdim;
+    if (!tsr__mul_i64(c->n_heads, c->head_dim, &qdim) || qdim > MAX_DIM)
+        return TSR_FAIL(err, TSR_ERR_LIMIT, CFG ": num_attention_heads * head_dim too large");
+    int64_t mp;
+    if ((st = tsr__json_int(tc, "max_position_embeddings", fam->max_pos, 1, (int64_t)1 << 40, &mp,
+                            CFG, err)))
+        return st;
+    c->max_pos = mp;
+    double eps;
+    if ((st = tsr__json_double(tc, "rms_norm_eps", fam->eps, 0.0, 1.0, &eps, CFG, err))) return st;
+    c->norm_eps = (float)eps;
+    bool b;
+    if ((st = tsr__json_bool(root, "tie_word_embeddings", false, &b, CFG, err))) return st;
+    if (tc != root && cJSON_GetObjectItemCaseSensitive(tc, "tie_word_embeddings") &&
+        (st = tsr__json_bool(tc, "tie_word_embeddings", b, &b, CFG, err)))
+        return st;
+    c->tied = b;
+    if (!strcmp(mt, "qwen2")) {
+        c->qkv_bias = 1;
+        if ((st = tsr__json_bool(tc, "use_sliding_window", false, &b, CFG, err))) return st;
+        if (b)
+            return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
+                            CFG ": qwen2 use_sliding_window=true is not supported");
+    } else if (!strcmp(mt, "llama")) {
+        if ((st = tsr__json_bool(tc, "attention_bias", false, &b, CFG, err))) return st;
+        c->qkv_bias = c->o_bias = b;
+        if ((st = tsr__json_bool(tc, "mlp_bias", false, &b, CFG, err))) return st;
+        if (b) return TSR_FAIL(err, TSR_ERR_UNSUPPORTED, CFG ": llama mlp_bias=true is not supported");
+        int64_t tp;
+        if ((st = tsr__json_int(tc, "pretraining_tp", 1, 1, 1 << 20, &tp, CFG, err))) return st;
+    } else if (!strcmp(mt, "mistral")) {
+        int64_t sw;
+        if ((st = tsr__json_int(tc, "sliding_window", 0, 0, (int64_t)1 << 40, &sw, CFG, err)))
+            return st;
+        const cJSON *swj = cJSON_GetObjectItemCaseSensitive(tc, "sliding_window");
+        c->sliding_window = swj ? sw : fam->sliding_window;
+    }
+    return parse_rope(tc, c, err);
+}
+
+void tsr__rope_inv_freq(const tsr__decoder_config *c, float *inv_freq) {
+    int32_t half = c->head_dim / 2;
+    /* torch: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all float32. */
+    for (int32_t i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)c->head_dim;
+        inv_freq[i] = 1.0f / powf((float)c->rope_theta, e);
+    }
+    if (c->rope_type == TSR__ROPE_LINEAR) {
+        for (int32_t i = 0; i < half; i++) inv_freq[i] = inv_freq[i] / (float)c->rope_factor;
+    } else if (c->rope_type == TSR__ROPE_LLAMA3) {
+        /* transformers' _compute_llama3_parameters. */
+        float factor = (float)c->rope_factor, lo = (float)c->rope_low_freq_factor;
+        float hi = (float)c->rope_high_freq_factor, old = (float)c->rope_orig_max_pos;
+        float lo_wl = old / lo, hi_wl = old / hi;
+        for (int32_t i = 0; i < half; i++) {
+            float f = inv_freq[i];
+            float wl = (float)(2.0 * M_PI) / f;
+            float g = wl > lo_wl ? f / factor : f;
+            if (!(wl < hi_wl) && !(wl > lo_wl)) {
+                float smooth = (old / wl - lo) / (hi - lo);
+                g = (1.0f - smooth) * g / factor + smooth * g;
+            }
+            inv_freq[i] = g;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* EOS ids                                                                              */
+/* ---------------------------------------------------------------------------------- */
+
+static tsr_status add_eos_item(tsr_model *m, const cJSON *v, int32_t *cap, const char *ctx,
+                               tsr_error *err) {
+    if (!v || cJSON_IsNull(v)) return TSR_OK;
+    const cJSON *one = v;
+    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 1;
+    if (cJSON_IsArray(v)) one = v->child;
+    for (int i = 0; i < n && one; i++, one = cJSON_IsArray(v) ? one->next : NULL) {
+        double d = cJSON_IsNumber(one) ? one->valuedouble : NAN;
+        if (!(d >= 0 && d < m->cfg.vocab) || d != floor(d))
+            return TSR_FAIL(err, TSR_ERR_FORMAT, "%s: \"eos_token_id\" must be ids in [0, %d)",
+                            ctx, m->cfg.vocab);
+        int32_t id = (int32_t)d;
+        int dup = 0;
+        for (size_t k = 0; k < m->n_eos; k++) dup |= m->eos[k] == id;
+        if (dup) continue;
+        if ((int32_t)m->n_eos == *cap) {
+            int32_t nc = *cap ? *cap * 2 : 4;
+            if (nc > 4096) return TSR_FAIL(err, TSR_ERR_LIMIT, "%s: too many eos ids", ctx);
+            int32_t *ne = tsr__realloc(m->eos, (size_t)nc * sizeof *ne);
+            if (!ne) return TSR_FAIL(err, TSR_ERR_OOM, "eos ids");
+            m->eos = ne;
+            *cap = nc;
+        }
+        m->eos[m->n_eos++] = id;
+    }
+    return TSR_OK;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Weights                                                                              */
+/* ---------------------------------------------------------------------------------- */
+
+typedef struct expect {
+    char name[128];
+    int64_t shape[2];
+    int32_t ndim;
+    const float **dst;
+    int found;
+} expect;
+
+typedef struct loader {
+    tsr_model *m;
+    expect *ex;
+    size_t n_ex;
+    const tsr_model_params *params;
+    size_t done, total;
+} loader;
+
+static void add_expect(loader *L, const char *name, int64_t r, int64_t c, const float **dst) {
+    expect *e = &L->ex[L->n_ex++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->shape[0] = r;
+    e->shape[1] = c;
+    e->ndim = c ? 2 : 1;
+    e->dst = dst;
+    e->found = 0;
+}
+
+static tsr_status build_expect(loader *L, tsr_error *err) {
+    const tsr__decoder_config *c = &L->m->cfg;
+    size_t per = 13, n = (size_t)c->n_layers * per + 4;
+    L->ex = tsr__calloc(n, sizeof *L->ex);
+    L->m->layers = tsr__calloc((size_t)c->n_layers, sizeof *L->m->layers);
+    if (!L->ex || !L->m->layers) return TSR_FAIL(err, TSR_ERR_OOM, "tensor table");
+    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    add_expect(L, "model.embed_tokens.weight", c->vocab, c->dim, &L->m->tok_embed);
+    add_expect(L, "model.norm.weight", c->dim, 0, &L->m->out_norm);
+    if (!c->tied) add_expect(L, "lm_head.weight", c->vocab, c->dim, &L->m->lm_head);
+    char nm[128];
+    for (int32_t i = 0; i < c->n_layers; i++) {
+        tsr__decoder_layer *ly = &L->m->layers[i];
+#define E(suffix, r, cc, field)                                        \
+    do {                                                               \
+        snprintf(nm, sizeof nm, "model.layers.%d.%s", (int)i, suffix); \
+        add_expect(L, nm, r, cc, &ly->field);                          \
+    } while (0)
+        E("input_layernorm.weight", c->dim, 0, attn_norm);
+        E("self_attn.q_proj.weight", q, c->dim, wq);
+        E("self_attn.k_proj.weight", kv, c->dim, wk);
+        E("self_attn.v_proj.weight", kv, c->dim, wv);
+        E("self_attn.o_proj.weight", c->dim, q, wo);
+        if (c->qkv_bias) {
+            E("self_attn.q_proj.bias", q, 0, bq);
+            E("self_attn.k_proj.bias", kv, 0, bk);
+            E("self_attn.v_proj.bias", kv, 0, bv);
+        }
+        if (c->o_bias) E("self_attn.o_proj.bias", c->dim, 0, bo);
+        E("post_attention_layernorm.weight", c->dim, 0, ffn_norm);
+        E("mlp.gate_proj.weight", c->ffn_dim, c->dim, w_gate);
+        E("mlp.up_proj.weight", c->ffn_dim, c->dim, w_up);
+        E("mlp.down_proj.weight", c->dim, c->ffn_dim, w_down);
+#undef E
+    }
+    return TSR_OK;
+}
+
+/* Names transformers ignores when loading these families. */
+static int ignorable(const tsr__decoder_config *c, const char *name) {
+    size_t n = strlen(name);
+    const char *suf = "rotary_emb.inv_freq";
+    if (n >= strlen(suf) && !strcmp(name + n - strlen(suf), suf)) return 1;
+    return c->tied && !strcmp(name, "lm_head.weight");
+}
+
+static expect *find_expect(loader *L, const char *name) {
+    for (size_t i = 0; i < L->n_ex; i++)
+        if (!strcmp(L->ex[i].name, name)) return &L->ex[i];
+    return NULL;
+}
+
+static void shape_str(char *buf, size_t cap, int32_t ndim, const int64_t *shape) {
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, cap - o, "[");
+    for (int32_t i = 0; i < ndim && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+}
+
+static tsr_status take_tensor(loader *L, tsr_safetensors *st, const char *file, const char *name,
+                              tsr_error *err) {
+    tsr_model *m = L->m;
+    expect *e = find_expect(L, name);
+    if (!e) {
+        if (ignorable(&m->cfg, name)) return TSR_OK;
+        return TSR_FAIL(err, TSR_ERR_FORMAT, "%s: unexpected tensor '%s' for model_type %s", file,
+                        name, m->cfg.model_type);
+    }
+    if (e->found)
+        return TSR_FAIL(err, TSR_ERR_FORMAT, "%s: tensor '%s' appears in more than one shard",
+                        file, name);
+    tsr_tensor t;
+    tsr_error local = {0};
+    tsr_status s = tsr_safetensors_get(st, name, &t, &local);
+    if (s) return TSR_FAIL(err, s, "%s: %s", file, local.message);
+    int ok = t.ndim == e->ndim;
+    for (int32_t i = 0; ok && i < e->ndim; i++) ok = t.shape[i] == e->shape[i];
+    if (!ok) {
+        char a[96], b[96];
+        shape_str(a, sizeof a, e->ndim, e->shape);
+        shape_str(b, sizeof b, t.ndim, t.shape);
+        return TSR_FAIL(err, TSR_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", file,
+                        name, b, a);
+    }
+    int64_t n = tsr_tensor_numel(&t);
+    if (t.dtype == TSR_DTYPE_F32) {
+        *e->dst = t.data;
+    } else if (t.dtype == TSR_DTYPE_F16 || t.dtype == TSR_DTYPE_BF16) {
+        /* Converted once at load; compute is F32. */
+        float *f = tsr__malloc((size_t)n * sizeof *f);
+        if (!f) return TSR_FAIL(err, TSR_ERR_OOM, "F32 copy of '%s' (%lld values)", name,
+                                (long long)n);
+        m->owned[m->n_owned++] = f;
+        const uint16_t *h = t.data;
+        if (t.dtype == TSR_DTYPE_F16)
+            for (int64_t i = 0; i < n; i++) f[i] = tsr__f16_to_f32(h[i]);
+        else
+            for (int64_t i = 0; i < n; i++) f[i] = tsr__bf16_to_f32(h[i]);
+        *e->dst = f;
+    } else {
+        return TSR_FAIL(err, TSR_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 are "
+                        "supported)", file, name, tsr_dtype_name(t.dtype));
+    }
+    e->found = 1;
+    L->done++;
+    return TSR_OK;
+}
+
+static int safe_shard_name(const char *s) {
+    if (!*s || strstr(s, "..") || strchr(s, '/') || strchr(s, '\\')) return 0;
+    size_t n = strlen(s);
+    return n > 12 && !strcmp(s + n - 12, ".safetensors");
+}
+
+static tsr_status open_shard(tsr_model *m, const char *dir, const char *file, tsr_error *err) {
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, file) >= sizeof path)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "path of '%s' too long", file);
+    tsr_safetensors *st = NULL;
+    tsr_error local = {0};
+    tsr_status s = tsr_safetensors_open_file(path, &st, &local);
+    if (s) return TSR_FAIL(err, s, "%s", local.message);
+    m->files[m->n_files++] = st;
+    return TSR_OK;
+}
+
+/* Shard file names from model.safetensors.index.json (each once, in first-seen order). */
+static tsr_status open_index(tsr_model *m, const char *dir, const char *index_path,
+                             uint64_t max_bytes, char ***names, size_t *n_names, tsr_error *err) {
+    cJSON *j = NULL;
+    tsr_status s = tsr__json_load(index_path, max_bytes, &j, err);
+    if (s) return s;
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(j, "weight_map");
+    if (!cJSON_IsObject(wm) || !wm->child) {
+        cJSON_Delete(j);
+        return TSR_FAIL(err, TSR_ERR_FORMAT, "model.safetensors.index.json: no \"weight_map\"");
+    }
+    int n = cJSON_GetArraySize(wm);
+    char **v = tsr__calloc((size_t)n, sizeof *v);
+    size_t k = 0;
+    if (!v) s = TSR_FAIL(err, TSR_ERR_OOM, "shard names");
+    for (const cJSON *e = wm->child; !s && e; e = e->next) {
+        if (!cJSON_IsString(e) || !safe_shard_name(e->valuestring)) {
+            s = TSR_FAIL(err, TSR_ERR_FORMAT,
+                         "model.safetensors.index.json: weight_map[\"%s\"] is not a .safetensors "
+                         "file name in the model directory", e->string ? e->string : "");
+            break;
+        }
+        int seen = 0;
+        for (size_t i = 0; i < k && !seen; i++) seen = !strcmp(v[i], e->valuestring);
+        if (seen) continue;
+        size_t len = strlen(e->valuestring);
+        v[k] = tsr__malloc(len + 1);
+        if (!v[k]) {
+            s = TSR_FAIL(err, TSR_ERR_OOM, "shard names");
+            break;
+        }
+        memcpy(v[k++], e->valuestring, len + 1);
+    }
+    /* Every named tensor must be in its shard (checked after opening). */
+    if (!s) {
+        m->files = tsr__calloc(k, sizeof *m->files);
+        if (!m->files) s = TSR_FAIL(err, TSR_ERR_OOM, "shards");
+    }
+    for (size_t i = 0; !s && i < k; i++) s = open_shard(m, dir, v[i], err);
+    for (const cJSON *e = wm->child; !s && e; e = e->next) {
+        size_t i = 0;
+        while (i < k && strcmp(v[i], e->valuestring)) i++;
+        tsr_tensor t;
+        tsr_error local = {0};
+        if (tsr_safetensors_get(m->files[i], e->string, &t, &local) == TSR_ERR_INVALID_ARG)
+            s = TSR_FAIL(err, TSR_ERR_FORMAT,
+                         "model.safetensors.index.json maps '%s' to %s, which does not hold it",
+                         e->string, v[i]);
+    }
+    cJSON_Delete(j);
+    *names = v;
+    *n_names = k;
+    (void)dir;
+    return s;
+}
+
+void tsr_model_free(tsr_model *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->n_files; i++) tsr_safetensors_close(m->files[i]);
+    for (size_t i = 0; i < m->n_owned; i++) tsr__free(m->owned[i]);
+    tsr__free(m->files);
+    tsr__free(m->owned);
+    tsr__free(m->layers);
+    tsr__free(m->inv_freq);
+    tsr__free(m->eos);
+    tsr__free(m);
+}
+
+static int progress(loader *L, const char *what) {
+    if (!L->params->progress) return 0;
+    float f = L->total ? (float)L->done / (float)L->total : 0.0f;
+    return L->params->progress(f > 1.0f ? 1.0f : f, what, L->params->progress_user);
+}
+
+tsr_status tsr_model_load(const char *model_dir, const tsr_model_params *params, tsr_model **out,
+                          tsr_error *err) {
+    if (!out) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!model_dir) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "model_dir is NULL");
+    tsr_model_params dp = tsr_model_params_default();
+    if (params && params->size < sizeof(size_t))
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "params->size is not set");
+    if (params) {
+        memcpy(&dp, params, params->size < sizeof dp ? params->size : sizeof dp);
+        dp.size = sizeof dp;
+    }
+    loader L = {0};
+    L.params = &dp;
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", model_dir) >= sizeof path)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "model_dir is too long");
+    tsr_model *m = tsr__calloc(1, sizeof *m);
+    if (!m) return TSR_FAIL(err, TSR_ERR_OOM, "model");
+    L.m = m;
+    cJSON *cfg = NULL, *gen = NULL;
+    char **shards = NULL;
+    size_t n_shards = 0;
+    int32_t eos_cap = 0;
+    tsr_status s = tsr__json_load(path, dp.max_config_bytes, &cfg, err);
+    if (!s) s = parse_config(cfg, &m->cfg, err);
+    if (!s && m->cfg.max_pos > ((int64_t)1 << 31))
+        s = TSR_FAIL(err, TSR_ERR_LIMIT, CFG ": max_position_embeddings %lld is too large",
+                     (long long)m->cfg.max_pos);
+    if (!s) {
+        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(cfg, "text_config");
+        s = add_eos_item(m, cJSON_GetObjectItemCaseSensitive(cfg, "eos_token_id"), &eos_cap, CFG,
+                         err);
+        if (!s && cJSON_IsObject(tc))
+            s = add_eos_item(m, cJSON_GetObjectItemCaseSensitive(tc, "eos_token_id"), &eos_cap,
+                             CFG, err);
+    }
+    if (!s) {
+        snprintf(path, sizeof path, "%s/generation_config.json", model_dir);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            s = tsr__json_load(path, dp.max_config_bytes, &gen, err);
+            if (!s)
+                s = add_eos_item(m, cJSON_GetObjectItemCaseSensitive(gen, "eos_token_id"),
+                                 &eos_cap, "generation_config.json", err);
+        }
+    }
+    if (!s) {
+        m->inv_freq = tsr__malloc((size_t)(m->cfg.head_dim / 2) * sizeof(float));
+        if (!m->inv_freq) s = TSR_FAIL(err, TSR_ERR_OOM, "rope table");
+        else tsr__rope_inv_freq(&m->cfg, m->inv_freq);
+    }
+    if (!s) s = build_expect(&L, err);
+    if (!s) {
+        L.total = L.n_ex;
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", model_dir);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            s = open_index(m, model_dir, path, dp.max_config_bytes, &shards, &n_shards, err);
+        } else {
+            m->files = tsr__calloc(1, sizeof *m->files);
+            if (!m->files) s = TSR_FAIL(err, TSR_ERR_OOM, "shards");
+            else s = open_shard(m, model_dir, "model.safetensors", err);
+        }
+    }
+    if (!s) {
+        m->owned = tsr__calloc(L.n_ex ? L.n_ex : 1, sizeof *m->owned);
+        if (!m->owned) s = TSR_FAIL(err, TSR_ERR_OOM, "tensor table");
+    }
+    for (size_t fi = 0; !s && fi < m->n_files; fi++) {
+        const char *fname = shards ? shards[fi] : "model.safetensors";
+        if (progress(&L, fname)) {
+            s = TSR_FAIL(err, TSR_ERR_CANCELLED, "cancelled by the progress callback");
+            break;
+        }
+        int64_t n = tsr_safetensors_count(m->files[fi]);
+        for (int64_t i = 0; !s && i < n; i++)
+            s = take_tensor(&L, m->files[fi], fname, tsr_safetensors_name(m->files[fi], i), err);
+    }
+    for (size_t i = 0; !s && i < L.n_ex; i++)
+        if (!L.ex[i].found)
+            s = TSR_FAIL(err, TSR_ERR_FORMAT, "model_type %s: tensor '%s' is missing",
+                         m->cfg.model_type, L.ex[i].name);
+    if (!s) {
+        if (m->cfg.tied) m->lm_head = m->tok_embed;
+        if (progress(&L, "done")) s = TSR_FAIL(err, TSR_ERR_CANCELLED, "cancelled by the progress callback");
+    }
+    for (size_t i = 0; i < n_shards; i++) tsr__free(shards[i]);
+    tsr__free(shards);
+    tsr__free(L.ex);
+    cJSON_Delete(cfg);
+    cJSON_Delete(gen);
+    if (s) {
+        tsr_model_free(m);
+        return s;
+    }
+    *out = m;
+    return TSR_OK;
+}
+
+const char *tsr_model_type(const tsr_model *m) { return m ? m->cfg.model_type : ""; }
+int32_t tsr_model_vocab_size(const tsr_model *m) { return m ? m->cfg.vocab : 0; }
+int32_t tsr_model_hidden_size(const tsr_model *m) { return m ? m->cfg.dim : 0; }
+int64_t tsr_model_max_positions(const tsr_model *m) { return m ? m->cfg.max_pos : 0; }
+size_t tsr_model_eos_ids(const tsr_model *m, const int32_t **ids) {
+    if (ids) *ids = m ? m->eos : NULL;
+    return m ? m->n_eos : 0;
+}

@@ -1,0 +1,311 @@
+/* The text decoder forward pass (Llama / Mistral / Qwen2 layout) over a session's KV cache. */
+#include "decoder.h"
+
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../kernels/cpu/ops.h"
+
+struct tsr_session {
+    const tsr_model *m;
+    int64_t n_ctx, n_batch, n_past;
+    tsr__pool *pool;
+    /* Run state, allocated once; B = n_batch. */
+    float *k_cache;  /* (n_layers, n_ctx, kv_dim) */
+    float *v_cache;  /* (n_layers, n_ctx, kv_dim) */
+    float *x;        /* (B, dim) residual stream */
+    float *xb;       /* (B, dim) normed input of a sublayer */
+    float *q;        /* (B, q_dim) */
+    float *att_out;  /* (B, q_dim) */
+    float *proj;     /* (B, dim) output of o_proj / down_proj */
+    float *hb;       /* (B, ffn_dim) gate */
+    float *hb2;      /* (B, ffn_dim) up */
+    float *rope_cos; /* (B, head_dim/2) */
+    float *rope_sin; /* (B, head_dim/2) */
+    float *scores;   /* (n_threads, n_ctx) attention weights, one row per worker */
+    float *logits;   /* (vocab) last position */
+    int has_logits;
+};
+
+tsr_session_params tsr_session_params_default(void) {
+    tsr_session_params p;
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    p.n_batch = 256;
+    return p;
+}
+
+tsr_decode_input tsr_decode_input_default(void) {
+    tsr_decode_input in;
+    memset(&in, 0, sizeof in);
+    in.size = sizeof in;
+    return in;
+}
+
+void tsr_session_free(tsr_session *s) {
+    if (!s) return;
+    tsr__pool_free(s->pool);
+    float *bufs[] = {s->k_cache, s->v_cache, s->x,        s->xb,       s->q,      s->att_out,
+                     s->proj,    s->hb,      s->hb2,      s->rope_cos, s->rope_sin, s->scores,
+                     s->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tsr__free(bufs[i]);
+    tsr__free(s);
+}
+
+static float *alloc_f32(int64_t a, int64_t b, int64_t c, int *fail) {
+    size_t n;
+    if (*fail || a < 0 || b < 0 || c < 0 || !tsr__mul3_size((size_t)a, (size_t)b, (size_t)c, &n) ||
+        !tsr__mul_size(n, sizeof(float), &n)) {
+        *fail = 1;
+        return NULL;
+    }
+    float *p = tsr__calloc(n ? n : 1, 1);
+    if (!p) *fail = 1;
+    return p;
+}
+
+tsr_status tsr_session_new(const tsr_model *m, const tsr_session_params *params,
+                           tsr_session **out, tsr_error *err) {
+    if (!out) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!m) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "model is NULL");
+    tsr_session_params p = tsr_session_params_default();
+    if (params && params->size < sizeof(size_t))
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "params->size is not set");
+    if (params) memcpy(&p, params, params->size < sizeof p ? params->size : sizeof p);
+    const tsr__decoder_config *c = &m->cfg;
+    int64_t n_ctx = p.n_ctx ? p.n_ctx : (c->max_pos < 4096 ? c->max_pos : 4096);
+    if (n_ctx < 1 || n_ctx > c->max_pos)
+        return TSR_FAIL(err, TSR_ERR_LIMIT, "n_ctx %lld outside [1, %lld] (max_position_embeddings)",
+                        (long long)n_ctx, (long long)c->max_pos);
+    if (p.n_batch < 1 || p.n_batch > 65536)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "n_batch %lld outside [1, 65536]",
+                        (long long)p.n_batch);
+    int32_t nt = p.n_threads;
+    if (nt < 0 || nt > 1024)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "n_threads %d outside [0, 1024]", nt);
+    if (nt == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = n < 1 ? 1 : (n > 16 ? 16 : (int32_t)n);
+    }
+    int64_t B = p.n_batch < n_ctx ? p.n_batch : n_ctx;
+    tsr_session *s = tsr__calloc(1, sizeof *s);
+    if (!s) return TSR_FAIL(err, TSR_ERR_OOM, "session");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->n_batch = B;
+    int64_t kvd = (int64_t)c->n_kv_heads * c->head_dim, qd = (int64_t)c->n_heads * c->head_dim;
+    int fail = 0;
+    s->k_cache = alloc_f32(c->n_layers, n_ctx, kvd, &fail);
+    s->v_cache = alloc_f32(c->n_layers, n_ctx, kvd, &fail);
+    s->x = alloc_f32(B, c->dim, 1, &fail);
+    s->xb = alloc_f32(B, c->dim, 1, &fail);
+    s->q = alloc_f32(B, qd, 1, &fail);
+    s->att_out = alloc_f32(B, qd, 1, &fail);
+    s->proj = alloc_f32(B, c->dim, 1, &fail);
+    s->hb = alloc_f32(B, c->ffn_dim, 1, &fail);
+    s->hb2 = alloc_f32(B, c->ffn_dim, 1, &fail);
+    s->rope_cos = alloc_f32(B, c->head_dim / 2, 1, &fail);
+    s->rope_sin = alloc_f32(B, c->head_dim / 2, 1, &fail);
+    s->scores = alloc_f32(nt, n_ctx, 1, &fail);
+    s->logits = alloc_f32(c->vocab, 1, 1, &fail);
+    if (fail) {
+        tsr_session_free(s);
+        return TSR_FAIL(err, TSR_ERR_OOM, "KV cache and run state for n_ctx %lld, n_batch %lld",
+                        (long long)n_ctx, (long long)B);
+    }
+    s->pool = tsr__pool_new(nt);
+    if (!s->pool) {
+        tsr_session_free(s);
+        return TSR_FAIL(err, TSR_ERR_OOM, "thread pool of %d threads", nt);
+    }
+    *out = s;
+    return TSR_OK;
+}
+
+void tsr_session_reset(tsr_session *s) {
+    if (!s) return;
+    s->n_past = 0;
+    s->has_logits = 0;
+}
+
+const tsr_model *tsr__session_model(const tsr_session *s) { return s->m; }
+int64_t tsr_session_n_past(const tsr_session *s) { return s ? s->n_past : 0; }
+int64_t tsr_session_n_ctx(const tsr_session *s) { return s ? s->n_ctx : 0; }
+const float *tsr_session_logits(const tsr_session *s) {
+    return s && s->has_logits ? s->logits : NULL;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Forward                                                                              */
+/* ---------------------------------------------------------------------------------- */
+
+typedef struct attn_job {
+    tsr_session *s;
+    int32_t layer;
+    int64_t T;   /* tokens in the chunk */
+    int64_t pos0; /* position of the chunk's first token */
+} attn_job;
+
+/* Causal attention of every (token, head) of the chunk against the cache; the keys and values
+ * of the chunk are already in the cache. */
+static void attn_part(void *arg, int32_t worker, int32_t n_workers) {
+    const attn_job *j = arg;
+    tsr_session *s = j->s;
+    const tsr__decoder_config *c = &s->m->cfg;
+    int32_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    int64_t kvd = (int64_t)c->n_kv_heads * hd, qd = (int64_t)c->n_heads * hd;
+    const float *kc = s->k_cache + (int64_t)j->layer * s->n_ctx * kvd;
+    const float *vc = s->v_cache + (int64_t)j->layer * s->n_ctx * kvd;
+    float *sc = s->scores + (int64_t)worker * s->n_ctx;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    int64_t n_items = j->T * c->n_heads;
+    for (int64_t it = worker; it < n_items; it += n_workers) {
+        int64_t t = it / c->n_heads;
+        int32_t h = (int32_t)(it % c->n_heads), kh = h / group;
+        int64_t pos = j->pos0 + t;
+        int64_t first = 0;
+        if (c->sliding_window > 0 && pos - c->sliding_window + 1 > 0)
+            first = pos - c->sliding_window + 1;
+        const float *qv = s->q + t * qd + (int64_t)h * hd;
+        for (int64_t p = first; p <= pos; p++) {
+            const float *kv = kc + p * kvd + (int64_t)kh * hd;
+            float d = 0.0f;
+            for (int32_t i = 0; i < hd; i++) d += qv[i] * kv[i];
+            sc[p - first] = d * scale;
+        }
+        int64_t n = pos - first + 1;
+        tsr__softmax(sc, n);
+        float *o = s->att_out + t * qd + (int64_t)h * hd;
+        memset(o, 0, (size_t)hd * sizeof *o);
+        for (int64_t p = first; p <= pos; p++) {
+            const float *vv = vc + p * kvd + (int64_t)kh * hd;
+            float w = sc[p - first];
+            for (int32_t i = 0; i < hd; i++) o[i] += w * vv[i];
+        }
+    }
+}
+
+/* One chunk of T <= n_batch tokens whose embeddings are in s->x, at positions n_past.. */
+static void forward_chunk(tsr_session *s, int64_t T) {
+    const tsr_model *m = s->m;
+    const tsr__decoder_config *c = &m->cfg;
+    int32_t hd = c->head_dim, half = hd / 2;
+    int64_t kvd = (int64_t)c->n_kv_heads * hd, qd = (int64_t)c->n_heads * hd;
+    for (int64_t t = 0; t < T; t++) {
+        float pos = (float)(s->n_past + t);
+        for (int32_t i = 0; i < half; i++) {
+            float f = pos * m->inv_freq[i];
+            s->rope_cos[t * half + i] = cosf(f);
+            s->rope_sin[t * half + i] = sinf(f);
+        }
+    }
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        const tsr__decoder_layer *ly = &m->layers[l];
+        float *kc = s->k_cache + ((int64_t)l * s->n_ctx + s->n_past) * kvd;
+        float *vc = s->v_cache + ((int64_t)l * s->n_ctx + s->n_past) * kvd;
+        for (int64_t t = 0; t < T; t++)
+            tsr__rmsnorm(s->xb + t * c->dim, s->x + t * c->dim, ly->attn_norm, c->dim, c->norm_eps);
+        tsr__matmul_wt(s->pool, s->q, s->xb, ly->wq, ly->bq, T, c->dim, qd);
+        tsr__matmul_wt(s->pool, kc, s->xb, ly->wk, ly->bk, T, c->dim, kvd);
+        tsr__matmul_wt(s->pool, vc, s->xb, ly->wv, ly->bv, T, c->dim, kvd);
+        for (int64_t t = 0; t < T; t++) {
+            const float *cs = s->rope_cos + t * half, *sn = s->rope_sin + t * half;
+            for (int32_t h = 0; h < c->n_heads; h++)
+                tsr__rope_apply(s->q + t * qd + (int64_t)h * hd, cs, sn, hd);
+            for (int32_t h = 0; h < c->n_kv_heads; h++)
+                tsr__rope_apply(kc + t * kvd + (int64_t)h * hd, cs, sn, hd);
+        }
+        attn_job aj = {s, l, T, s->n_past};
+        tsr__pool_run(s->pool, attn_part, &aj);
+        tsr__matmul_wt(s->pool, s->proj, s->att_out, ly->wo, ly->bo, T, qd, c->dim);
+        for (int64_t i = 0; i < T * c->dim; i++) s->x[i] += s->proj[i];
+        for (int64_t t = 0; t < T; t++)
+            tsr__rmsnorm(s->xb + t * c->dim, s->x + t * c->dim, ly->ffn_norm, c->dim, c->norm_eps);
+        tsr__matmul_wt(s->pool, s->hb, s->xb, ly->w_gate, NULL, T, c->dim, c->ffn_dim);
+        tsr__matmul_wt(s->pool, s->hb2, s->xb, ly->w_up, NULL, T, c->dim, c->ffn_dim);
+        tsr__swiglu(s->hb, s->hb2, T * c->ffn_dim);
+        tsr__matmul_wt(s->pool, s->proj, s->hb, ly->w_down, NULL, T, c->ffn_dim, c->dim);
+        for (int64_t i = 0; i < T * c->dim; i++) s->x[i] += s->proj[i];
+    }
+    s->n_past += T;
+}
+
+static tsr_status check_input(const tsr_session *s, const tsr_decode_input *in, tsr_error *err) {
+    const tsr__decoder_config *c = &s->m->cfg;
+    if (in->size < sizeof(size_t)) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "in->size is not set");
+    if (in->n_ids < 1 || !in->ids)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "no input ids (n_ids %lld)", (long long)in->n_ids);
+    if (in->position_ids)
+        return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
+                        "explicit position_ids (M-RoPE) are not supported yet by the %s decoder",
+                        c->model_type);
+    if (in->cross_states)
+        return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
+                        "cross-attention states are not supported by the %s decoder",
+                        c->model_type);
+    if (in->n_ids > s->n_ctx - s->n_past)
+        return TSR_FAIL(err, TSR_ERR_LIMIT,
+                        "%lld tokens do not fit the context: %lld of n_ctx %lld used",
+                        (long long)in->n_ids, (long long)s->n_past, (long long)s->n_ctx);
+    for (int64_t i = 0; i < in->n_ids; i++)
+        if (in->ids[i] < 0 || in->ids[i] >= c->vocab)
+            return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "ids[%lld] = %d outside [0, %d)",
+                            (long long)i, in->ids[i], c->vocab);
+    if (in->n_spans && !in->spans)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "spans is NULL with n_spans %zu", in->n_spans);
+    int64_t end = 0;
+    for (size_t i = 0; i < in->n_spans; i++) {
+        const tsr_embed_span *sp = &in->spans[i];
+        if (!sp->data || sp->n_tokens < 1 || sp->start < end || sp->start > in->n_ids ||
+            sp->n_tokens > in->n_ids - sp->start)
+            return TSR_FAIL(err, TSR_ERR_INVALID_ARG,
+                            "spans[%zu] (start %lld, n_tokens %lld) is empty, overlaps, is "
+                            "unsorted or lies outside the %lld ids",
+                            i, (long long)sp->start, (long long)sp->n_tokens, (long long)in->n_ids);
+        end = sp->start + sp->n_tokens;
+    }
+    return TSR_OK;
+}
+
+tsr_status tsr_session_decode(tsr_session *s, const tsr_decode_input *in, float *logits,
+                              size_t logits_len, tsr_error *err) {
+    if (!s || !in) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "session or input is NULL");
+    tsr_status st = check_input(s, in, err);
+    if (st) return st;
+    const tsr_model *m = s->m;
+    const tsr__decoder_config *c = &m->cfg;
+    size_t need = (size_t)c->vocab * (in->logits_all ? (size_t)in->n_ids : 1);
+    if (logits && logits_len < need)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "logits holds %zu floats, %zu needed",
+                        logits_len, need);
+    size_t span = 0;
+    for (int64_t i0 = 0; i0 < in->n_ids; i0 += s->n_batch) {
+        int64_t T = in->n_ids - i0 < s->n_batch ? in->n_ids - i0 : s->n_batch;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t i = i0 + t;
+            while (span < in->n_spans && in->spans[span].start + in->spans[span].n_tokens <= i)
+                span++;
+            const float *src = m->tok_embed + (int64_t)in->ids[i] * c->dim;
+            if (span < in->n_spans && in->spans[span].start <= i)
+                src = in->spans[span].data + (i - in->spans[span].start) * c->dim;
+            memcpy(s->x + t * c->dim, src, (size_t)c->dim * sizeof(float));
+        }
+        forward_chunk(s, T);
+        if (in->logits_all && logits) {
+            for (int64_t t = 0; t < T; t++)
+                tsr__rmsnorm(s->xb + t * c->dim, s->x + t * c->dim, m->out_norm, c->dim,
+                             c->norm_eps);
+            tsr__matmul_wt(s->pool, logits + (size_t)i0 * (size_t)c->vocab, s->xb, m->lm_head,
+                           NULL, T, c->dim, c->vocab);
+        }
+    }
+    /* Last position: x of the final chunk's last row. */
+    int64_t last = (in->n_ids - 1) % s->n_batch;
+    tsr__rmsnorm(s->xb, s->x + last * c->dim, m->out_norm, c->dim, c->norm_eps);
+    tsr__matmul_wt(s->pool, s->logits, s->xb, m->lm_head, NULL, 1, c->dim, c->vocab);
+    s->has_logits = 1;
+    if (logits && !in->logits_all) memcpy(logits, s->logits, (size_t)c->vocab * sizeof(float));
+    return TSR_OK;
+}

@@ -1,0 +1,74 @@
+/*
+ * decoder.h - the shared text decoder: model layout (runtime/src/model.c fills it) and the
+ * session's run state (text/decoder.c). Internal; not installed.
+ */
+#ifndef TSR_TEXT_DECODER_H
+#define TSR_TEXT_DECODER_H
+
+#include "tessera_internal.h"
+
+typedef enum tsr__rope_type {
+    TSR__ROPE_DEFAULT = 0,
+    TSR__ROPE_LINEAR,
+    TSR__ROPE_LLAMA3
+} tsr__rope_type;
+
+/* Hyperparameters after config.json defaults are applied. */
+typedef struct tsr__decoder_config {
+    char model_type[32];
+    int32_t dim;           /* hidden_size */
+    int32_t n_layers;
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    int32_t ffn_dim;       /* intermediate_size */
+    int32_t vocab;
+    int64_t max_pos;       /* max_position_embeddings */
+    float norm_eps;
+    int32_t qkv_bias;      /* qwen2, or llama attention_bias */
+    int32_t o_bias;        /* llama attention_bias also biases o_proj */
+    int32_t tied;          /* tie_word_embeddings */
+    int64_t sliding_window; /* 0: none */
+    tsr__rope_type rope_type;
+    double rope_theta;
+    double rope_factor;
+    double rope_low_freq_factor, rope_high_freq_factor;
+    int64_t rope_orig_max_pos;
+} tsr__decoder_config;
+
+/* One transformer block; every pointer is F32, row-major, shapes as (rows, cols). */
+typedef struct tsr__decoder_layer {
+    const float *attn_norm; /* (dim) */
+    const float *wq;        /* (n_heads*head_dim, dim) */
+    const float *wk;        /* (n_kv_heads*head_dim, dim) */
+    const float *wv;        /* (n_kv_heads*head_dim, dim) */
+    const float *wo;        /* (dim, n_heads*head_dim) */
+    const float *bq, *bk, *bv; /* (rows of wq/wk/wv) or NULL */
+    const float *bo;        /* (dim) or NULL */
+    const float *ffn_norm;  /* (dim) */
+    const float *w_gate;    /* (ffn_dim, dim) */
+    const float *w_up;      /* (ffn_dim, dim) */
+    const float *w_down;    /* (dim, ffn_dim) */
+} tsr__decoder_layer;
+
+struct tsr_model {
+    tsr__decoder_config cfg;
+    const float *tok_embed;     /* (vocab, dim) */
+    const float *out_norm;      /* (dim) */
+    const float *lm_head;       /* (vocab, dim); tok_embed when tied */
+    tsr__decoder_layer *layers; /* (n_layers) */
+    float *inv_freq;            /* (head_dim/2) RoPE frequencies, scaling applied */
+    int32_t *eos;               /* EOS ids (config then generation_config) */
+    size_t n_eos;
+    tsr_safetensors **files;    /* mmapped shards */
+    size_t n_files;
+    void **owned;               /* F32 copies of F16/BF16 (or unaligned) tensors */
+    size_t n_owned;
+};
+
+const tsr_model *tsr__session_model(const tsr_session *s);
+
+/* RoPE inverse frequencies as transformers computes them (float32), into inv_freq[head_dim/2]. */
+void tsr__rope_inv_freq(const tsr__decoder_config *c, float *inv_freq);
+
+#endif

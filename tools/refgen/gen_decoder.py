@@ -1,0 +1,248 @@
+"""Writes text-decoder parity fixtures with transformers.
+
+For each case, tests/fixtures/decoder/<name>/ is a model directory in real hub layout:
+  config.json, generation_config.json, model.safetensors (or model-0000i-of-0000n.safetensors
+  + model.safetensors.index.json), tokenizer.json / tokenizer_config.json (copied from
+  tests/fixtures/tokenizer/<tok>/)
+and tests/fixtures/decoder/<name>.expected.safetensors holds, for each prompt p:
+  p<i>.ids          I32 [T]       prompt ids (tokenizer(text), special tokens added)
+  p<i>.prefill      F32 [T, V]    logits of the prefill
+  p<i>.steps        F32 [16, V]   logits after feeding each of the first 16 greedy ids
+  p<i>.greedy       I32 [32]      32 greedy ids (EOS ignored), by argmax of each step's logits
+  cli.ids           I32 [n]       model.generate(do_sample=False, max_new_tokens=12) new ids for
+                                  CLI_PROMPT (stops on the config / generation_config EOS)
+and __metadata__ "prompts" (JSON list of texts), "cli_prompt", "cli_text" (decoded, specials
+skipped).
+
+Cases (random weights, seed fixed, hidden 64):
+  qwen2        Qwen2 (q/k/v bias), GQA 4/2, tied embeddings, f32
+  qwen2_bf16   the same weights stored in bf16; the reference runs the bf16 checkpoint upcast
+               to f32 (dtype=float32), which is what Tessera computes
+  llama        Llama, llama3 rope scaling (legacy rope_theta/rope_scaling keys), GQA 4/1, tied
+  mistral      Mistral, GQA 4/2, untied, two shards + model.safetensors.index.json; the second
+               shard (layer 1, final norm) stored in f16, the reference upcasting it to f32
+The bf16 variant carries only the first prompt and no tokenizer (fixture size).
+
+tests/fixtures/decoder/sampler.json: fixed logits through transformers' logits processors
+(RepetitionPenalty, Temperature, TopK, TopP, MinP, in generate()'s order) and an OpenAI-style
+frequency/presence penalty reference (logit -= freq*count + presence*(count>0) over generated
+ids), -inf written as null.
+Usage: gen_decoder.py FIXTURES_DIR
+"""
+import json
+import math
+import os
+import shutil
+import sys
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LogitsProcessorList,
+                          MinPLogitsWarper, MistralConfig, Qwen2Config,
+                          RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                          TopKLogitsWarper, TopPLogitsWarper)
+
+ROOT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
+OUT = os.path.join(ROOT, "decoder")
+TOK = os.path.join(ROOT, "tokenizer")
+N_STEPS = 16
+N_GREEDY = 32
+CLI_NEW = 12
+
+PROMPTS = {
+    "qwen2": ["Hello, world! How are you today?", "The quick brown fox jumps over 12 lazy dogs."],
+    "llama": ["Once upon a time, in a land far away,", "def add(a, b):\n    return a + b"],
+    "mistral": ["Bonjour, comment allez-vous ?", "Numbers: 1, 2, 3, 4, 5 and more."],
+}
+CLI_PROMPT = "Tell me a story about a robot."
+
+
+def tok_files(tok_name, d):
+    src = os.path.join(TOK, tok_name)
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if os.path.exists(os.path.join(src, f)):
+            shutil.copy(os.path.join(src, f), os.path.join(d, f))
+
+
+def build(name, cfg, tok_name, seed, dtype=torch.float32, shards=1, legacy_rope=None, gen_eos=None,
+          last_shard_dtype=None):
+    d = os.path.join(OUT, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    with torch.no_grad():  # random weights large enough that logits vary visibly
+        for n, p in model.named_parameters():
+            if n.endswith("norm.weight") or "layernorm" in n:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * 0.08)
+    model.save_pretrained(d, max_shard_size="1GB")
+    # Rewrite the weights in the requested dtype / sharding, as hub checkpoints are laid out.
+    sd = {}
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".safetensors"):
+            sd.update(load_file(os.path.join(d, f)))
+            os.remove(os.path.join(d, f))
+    if os.path.exists(os.path.join(d, "model.safetensors.index.json")):
+        os.remove(os.path.join(d, "model.safetensors.index.json"))
+    sd = {k: v.to(dtype).contiguous() for k, v in sd.items()}
+    names = sorted(sd)
+    if shards == 1:
+        save_file(sd, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    else:
+        per = (len(names) + shards - 1) // shards
+        wmap = {}
+        total = 0
+        for i in range(shards):
+            fn = "model-%05d-of-%05d.safetensors" % (i + 1, shards)
+            part = {k: sd[k] for k in names[i * per:(i + 1) * per]}
+            if i == shards - 1 and last_shard_dtype is not None:
+                part = {k: v.to(last_shard_dtype).contiguous() for k, v in part.items()}
+            save_file(part, os.path.join(d, fn), metadata={"format": "pt"})
+            for k, v in part.items():
+                wmap[k] = fn
+                total += v.numel() * v.element_size()
+        with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": wmap}, f, indent=2)
+    conf = json.load(open(os.path.join(d, "config.json")))
+    conf["dtype"] = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+    if legacy_rope is not None:  # hub checkpoints written before transformers 5
+        conf.pop("rope_parameters", None)
+        conf.update(legacy_rope)
+    json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
+    if gen_eos is not None:
+        gc = json.load(open(os.path.join(d, "generation_config.json")))
+        gc["eos_token_id"] = gen_eos
+        json.dump(gc, open(os.path.join(d, "generation_config.json"), "w"), indent=2)
+    if tok_name is not None:
+        tok_files(tok_name, d)
+    return d
+
+
+@torch.no_grad()
+def reference(d, prompts, out_path, tok_dir=None):
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tok_dir or d)
+    tensors = {}
+    for i, text in enumerate(prompts):
+        ids = tok(text, return_tensors="pt").input_ids
+        out = model(ids, use_cache=True)
+        tensors["p%d.ids" % i] = ids[0].to(torch.int32)
+        tensors["p%d.prefill" % i] = out.logits[0].float().contiguous()
+        past = out.past_key_values
+        last = out.logits[0, -1]
+        greedy, steps = [], []
+        for s in range(N_GREEDY):
+            nxt = int(torch.argmax(last))
+            greedy.append(nxt)
+            out = model(torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            last = out.logits[0, -1]
+            if s < N_STEPS:
+                steps.append(last.float().clone())
+        tensors["p%d.steps" % i] = torch.stack(steps).contiguous()
+        tensors["p%d.greedy" % i] = torch.tensor(greedy, dtype=torch.int32)
+    ids = tok(CLI_PROMPT, return_tensors="pt").input_ids
+    gen = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                         max_new_tokens=CLI_NEW)
+    new = gen[0, ids.shape[1]:]
+    tensors["cli.ids"] = new.to(torch.int32)
+    meta = {"prompts": json.dumps(prompts), "cli_prompt": CLI_PROMPT,
+            "cli_text": tok.decode(new, skip_special_tokens=True)}
+    save_file(tensors, out_path, metadata=meta)
+
+
+def sampler_cases():
+    g = torch.Generator().manual_seed(7)
+    V = 64
+    cases = []
+    specs = [
+        {"temperature": 1.0},
+        {"temperature": 0.7},
+        {"temperature": 1.3, "top_k": 5},
+        {"top_k": 1},
+        {"top_k": 100},
+        {"top_p": 0.9},
+        {"top_p": 0.5, "temperature": 0.8},
+        {"top_p": 0.0},
+        {"min_p": 0.1},
+        {"min_p": 0.3, "temperature": 1.5},
+        {"repetition_penalty": 1.3},
+        {"repetition_penalty": 0.8, "top_k": 10},
+        {"repetition_penalty": 1.1, "temperature": 0.9, "top_k": 20, "top_p": 0.8, "min_p": 0.05},
+        {"frequency_penalty": 0.5, "presence_penalty": 0.3},
+        {"frequency_penalty": -0.2, "presence_penalty": 1.0, "top_k": 8},
+    ]
+    for spec in specs:
+        logits = torch.randn(V, generator=g) * 3.0
+        prompt = torch.randint(0, V, (6,), generator=g)
+        generated = torch.randint(0, V, (5,), generator=g)
+        generated[1] = generated[0]  # a repeated id
+        history = torch.cat([prompt, generated])
+        x = logits.clone()
+        fp, pp = spec.get("frequency_penalty", 0.0), spec.get("presence_penalty", 0.0)
+        if fp or pp:
+            counts = torch.bincount(generated, minlength=V).float()
+            x = x - fp * counts - pp * (counts > 0).float()
+        procs = LogitsProcessorList()
+        if spec.get("repetition_penalty", 1.0) != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(spec["repetition_penalty"]))
+        if spec.get("temperature", 1.0) != 1.0:
+            procs.append(TemperatureLogitsWarper(spec["temperature"]))
+        if spec.get("top_k", 0):
+            procs.append(TopKLogitsWarper(spec["top_k"]))
+        if "top_p" in spec and spec["top_p"] < 1.0:
+            procs.append(TopPLogitsWarper(spec["top_p"]))
+        if spec.get("min_p", 0.0):
+            procs.append(MinPLogitsWarper(spec["min_p"]))
+        y = procs(history[None], x[None])[0]
+        cases.append({"params": spec, "prompt": prompt.tolist(), "generated": generated.tolist(),
+                      "logits": logits.tolist(),
+                      "expected": [None if math.isinf(v) else v for v in y.tolist()]})
+    with open(os.path.join(OUT, "sampler.json"), "w") as f:
+        json.dump({"cases": cases}, f)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    tq = AutoTokenizer.from_pretrained(os.path.join(TOK, "qwen2"))
+    vq = len(tq)
+    qcfg = Qwen2Config(vocab_size=vq, hidden_size=64, intermediate_size=160, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                       rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                       bos_token_id=None, eos_token_id=tq.convert_tokens_to_ids("<|endoftext|>"))
+    eos_q = [tq.convert_tokens_to_ids("<|im_end|>"), tq.convert_tokens_to_ids("<|endoftext|>")]
+    d = build("qwen2", qcfg, "qwen2", 1, gen_eos=eos_q)
+    reference(d, PROMPTS["qwen2"], os.path.join(OUT, "qwen2.expected.safetensors"))
+    d = build("qwen2_bf16", qcfg, None, 1, dtype=torch.bfloat16, gen_eos=eos_q)
+    reference(d, PROMPTS["qwen2"][:1], os.path.join(OUT, "qwen2_bf16.expected.safetensors"),
+              tok_dir=os.path.join(TOK, "qwen2"))
+
+    tl = AutoTokenizer.from_pretrained(os.path.join(TOK, "llama3"))
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64}
+    lcfg = LlamaConfig(vocab_size=len(tl), hidden_size=64, intermediate_size=128,
+                       num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=1,
+                       max_position_embeddings=1024, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                       rope_parameters=dict(rope, rope_theta=500000.0),
+                       bos_token_id=tl.bos_token_id, eos_token_id=tl.convert_tokens_to_ids("<|end_of_text|>"))
+    d = build("llama", lcfg, "llama3", 2,
+              legacy_rope={"rope_theta": 500000.0, "rope_scaling": rope},
+              gen_eos=[tl.convert_tokens_to_ids("<|end_of_text|>"), tl.convert_tokens_to_ids("<|eot_id|>")])
+    reference(d, PROMPTS["llama"], os.path.join(OUT, "llama.expected.safetensors"))
+
+    tm = AutoTokenizer.from_pretrained(os.path.join(TOK, "llama_spm"))
+    mcfg = MistralConfig(vocab_size=len(tm), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=16, max_position_embeddings=1024, rms_norm_eps=1e-5,
+                         tie_word_embeddings=False, sliding_window=None, rope_theta=10000.0,
+                         bos_token_id=1, eos_token_id=2)
+    d = build("mistral", mcfg, "llama_spm", 3, shards=2, last_shard_dtype=torch.float16)
+    reference(d, PROMPTS["mistral"], os.path.join(OUT, "mistral.expected.safetensors"))
+
+    sampler_cases()
+
+
+if __name__ == "__main__":
+    main()
