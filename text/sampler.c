@@ -25,7 +25,7 @@ tsr_sampling_params tsr_sampling_params_default(void) {
     return p;
 }
 
-static int is_greedy(const tsr_sampling_params *p) { return p->temperature <= 0.0f || p->top_k == 1; }
+static int is_greedy(const tsr_sampling_params *p) { return p->temperature <= 0.0f; }
 
 void tsr_sampler_free(tsr_sampler *s) {
     if (!s) return;
@@ -197,7 +197,7 @@ tsr_status tsr_sampler_sample(tsr_sampler *s, float *x, int32_t *id, tsr_error *
     int32_t V = s->n_vocab, best = 0;
     for (int32_t i = 1; i < V; i++)
         if (x[i] > x[best]) best = i;
-    if (is_greedy(&s->p) || x[best] == -INFINITY) {
+    if (is_greedy(&s->p) || s->p.top_k == 1 || x[best] == -INFINITY) {
         *id = best;
         return TSR_OK;
     }
