@@ -25,6 +25,8 @@ typedef struct mllama_state {
     int32_t max_tiles;  /* max_image_tiles */
     tsr_resample resample;
     tsr_normalize_params norm;
+    /* norm applied to each byte value of each channel, by tsr_image_normalize itself */
+    float lut[3][256];
     int64_t image_token_id;
     char bos_token[64]; /* tokenizer_config.json bos_token, for build_string_from_input */
 } mllama_state;
@@ -134,6 +136,19 @@ static tsr_status read_norm(const cJSON *pp, tsr_normalize_params *n, tsr_error 
     return TSR_OK;
 }
 
+/* lut[c][v]: tsr_image_normalize of byte v in channel c (run over a 256 x 1 ramp), so the
+ * tiles get its exact float values without a normalised copy of the whole canvas. */
+static tsr_status build_lut(const tsr_normalize_params *n, float lut[3][256], tsr_error *err) {
+    uint8_t ramp[256 * 3];
+    for (int v = 0; v < 256; v++) ramp[3 * v] = ramp[3 * v + 1] = ramp[3 * v + 2] = (uint8_t)v;
+    tsr_image img = {.width = 256, .height = 1, .channels = 3, .data = ramp};
+    tsr_error e = {0};
+    if (tsr_image_normalize(&img, n, &lut[0][0], 3 * 256, &e) != TSR_OK)
+        return TSR_FAIL(err, TSR_ERR_FORMAT, PP ": rescale_factor / image_mean / image_std: %s",
+                        e.message);
+    return TSR_OK;
+}
+
 static tsr_status mllama_load(const tsr__model_configs *cfg, void **state, tsr_error *err) {
     *state = NULL;
     const cJSON *pp = cfg ? cfg->preprocessor_config : NULL;
@@ -142,7 +157,8 @@ static tsr_status mllama_load(const tsr__model_configs *cfg, void **state, tsr_e
     int64_t max_tiles;
     tsr_status st;
     if ((st = read_flags(pp, err)) || (st = read_size(pp, &s.tile, err)) ||
-        (st = read_resample(pp, &s.resample, err)) || (st = read_norm(pp, &s.norm, err)))
+        (st = read_resample(pp, &s.resample, err)) || (st = read_norm(pp, &s.norm, err)) ||
+        (st = build_lut(&s.norm, s.lut, err)))
         return st;
     if ((st = tsr__json_int(pp, "max_image_tiles", 4, 1, MAX_TILES_LIMIT, &max_tiles, PP, err)))
         return st;
@@ -237,7 +253,9 @@ static void fit_to_canvas(int32_t H, int32_t W, int32_t ch, int32_t cw, int32_t 
 }
 
 /* Resizes, pads and normalises one image into its tile slots of pixel_values
- * (dst = [max_tiles][3][T][T] floats). Sets the arrangement index. */
+ * (dst = [max_tiles][3][T][T] floats). Sets the arrangement index. Each tile row is written
+ * once, straight from the resized image: the canvas (image at the top left, black
+ * elsewhere) is never built, its black pixels becoming lut[c][0]. */
 static tsr_status one_image(const mllama_state *s, const tsr_image *img, const int32_t rc[][2],
                             int k, float *dst, int *arr, tsr_error *err) {
     const int32_t T = s->tile;
@@ -245,37 +263,36 @@ static tsr_status one_image(const mllama_state *s, const tsr_image *img, const i
     int32_t rows = rc[i][0], cols = rc[i][1], ch = rows * T, cw = cols * T, nh, nw;
     fit_to_canvas(img->height, img->width, ch, cw, T, &nh, &nw);
     *arr = i;
-    tsr_image resized = {0}, canvas = {0};
-    tsr_status st = TSR_OK;
+    tsr_image resized = {0};
     const tsr_image *src = img;
     if (nh != img->height || nw != img->width) {
-        if ((st = tsr_image_resize(img, nw, nh, s->resample, &resized, err))) return st;
+        tsr_status st = tsr_image_resize(img, nw, nh, s->resample, &resized, err);
+        if (st) return st;
         src = &resized;
     }
-    static const uint8_t black[4] = {0, 0, 0, 0};
-    float *planes = NULL;
-    size_t plane = (size_t)ch * (size_t)cw, n = plane * 3;
-    if ((st = tsr_image_pad(src, cw, ch, 0, 0, black, &canvas, err))) goto done;
-    planes = tsr__malloc(n * sizeof *planes);
-    if (!planes) {
-        st = TSR_FAIL(err, TSR_ERR_OOM, "canvas %d x %d", (int)cw, (int)ch);
-        goto done;
-    }
-    if ((st = tsr_image_normalize(&canvas, &s->norm, planes, n, err))) goto done;
     /* split_to_tiles: tile t = r*cols + c is canvas[:, r*T:(r+1)*T, c*T:(c+1)*T] */
+    const size_t src_stride = (size_t)src->width * 3;
     for (int32_t r = 0; r < rows; r++)
         for (int32_t c = 0; c < cols; c++)
-            for (int ch3 = 0; ch3 < 3; ch3++)
+            for (int ch3 = 0; ch3 < 3; ch3++) {
+                const float *lut = s->lut[ch3];
+                const int32_t x0 = c * T;
+                const int32_t left = src->width - x0; /* image columns in this tile */
+                const int32_t valid_w = left <= 0 ? 0 : left < T ? left : T;
                 for (int32_t y = 0; y < T; y++) {
                     float *o = dst + ((((size_t)(r * cols + c) * 3 + ch3) * T + y) * T);
-                    const float *in = planes + ch3 * plane + (size_t)(r * T + y) * cw + (size_t)c * T;
-                    memcpy(o, in, (size_t)T * sizeof *o);
+                    const int32_t yy = r * T + y;
+                    int32_t x = 0;
+                    if (yy < src->height) {
+                        const uint8_t *in = src->data + (size_t)yy * src_stride +
+                                            (size_t)x0 * 3 + (size_t)ch3;
+                        for (; x < valid_w; x++) o[x] = lut[in[3 * (size_t)x]];
+                    }
+                    for (; x < T; x++) o[x] = lut[0];
                 }
-done:
-    tsr__free(planes);
-    tsr_image_free(&canvas);
+            }
     tsr_image_free(&resized);
-    return st;
+    return TSR_OK;
 }
 
 static tsr_status add_tensor(tsr_tensor_list *out, const char *name, tsr_tensor *t,
