@@ -144,14 +144,18 @@ static void media_free(media_set *m) {
 }
 
 /* RGB8 copy of src: alpha composited over white (transformers' convert_rgb) or dropped
- * (Pillow convert("RGB")), as the family's processor does. */
-static tsr_status to_rgb(const tsr_processor *p, const tsr_image *src, tsr_image *dst,
-                         tsr_error *err) {
+ * (Pillow convert("RGB")), as the family's processor does. Chat runs drop an alpha channel
+ * (RGBA, LA files): apply_chat_template has the image processor open a conversation's images
+ * with load_image, which ends in convert("RGB"). A transparency chunk (P, RGB, L files with
+ * tRNS) survives that conversion as info["transparency"] and convert_rgb still composites
+ * it, so decode_image passes drop_alpha only for alpha channels. */
+static tsr_status to_rgb(const tsr_processor *p, const tsr_image *src, int drop_alpha,
+                         tsr_image *dst, tsr_error *err) {
     if (!src->data || src->width <= 0 || src->height <= 0 ||
         (src->channels != 3 && src->channels != 4))
         return tsr__fail(err, TSR_ERR_INVALID_ARG, "image has no pixels or %d channels "
                          "(3 or 4 expected)", src->channels);
-    if (src->channels == 3 || !p->ops->drop_alpha)
+    if (src->channels == 3 || !(p->ops->drop_alpha || drop_alpha))
         return tsr_image_composite_white(src, dst, err);
     tsr_status st = tsr_image_alloc(dst, src->width, src->height, 3, err);
     size_t n = (size_t)src->width * (size_t)src->height;
@@ -159,15 +163,17 @@ static tsr_status to_rgb(const tsr_processor *p, const tsr_image *src, tsr_image
     return st;
 }
 
-static tsr_status decode_image(const tsr_processor *p, const tsr_media *m, tsr_image *dst,
-                               tsr_error *err) {
-    if (!m->data) return to_rgb(p, m->image ? m->image : &(tsr_image){0}, dst, err);
+static tsr_status decode_image(const tsr_processor *p, const tsr_media *m, int drop_alpha,
+                               tsr_image *dst, tsr_error *err) {
+    if (!m->data) return to_rgb(p, m->image ? m->image : &(tsr_image){0}, drop_alpha, dst, err);
     tsr_image_decode_params dp = tsr_image_decode_params_default();
     dp.channels = 4;
     dp.limits = p->limits;
     tsr_image rgba = {0};
-    tsr_status st = tsr_image_decode(m->data, m->len, &dp, &rgba, NULL, err);
-    if (!st) st = to_rgb(p, &rgba, dst, err);
+    tsr_image_info info;
+    memset(&info, 0, sizeof info);
+    tsr_status st = tsr_image_decode(m->data, m->len, &dp, &rgba, &info, err);
+    if (!st) st = to_rgb(p, &rgba, drop_alpha && strchr(info.mode, 'A'), dst, err);
     tsr_image_free(&rgba);
     return st;
 }
@@ -200,7 +206,7 @@ static tsr_status decode_audio(const tsr_processor *p, const tsr_media *m, tsr_a
 }
 
 static tsr_status decode_media(const tsr_processor *p, const tsr_media *media, size_t n,
-                               media_set *out, tsr_error *err) {
+                               int drop_alpha, media_set *out, tsr_error *err) {
     memset(out, 0, sizeof *out);
     if (n && !media) return tsr__fail(err, TSR_ERR_INVALID_ARG, "media is NULL");
     out->images = tsr__calloc(n ? n : 1, sizeof *out->images);
@@ -210,7 +216,7 @@ static tsr_status decode_media(const tsr_processor *p, const tsr_media *media, s
         tsr_error local = {0};
         tsr_status st;
         if (media[i].kind == TSR_MEDIA_IMAGE) {
-            st = decode_image(p, &media[i], &out->images[out->n_images], &local);
+            st = decode_image(p, &media[i], drop_alpha, &out->images[out->n_images], &local);
             if (!st) out->n_images++;
         } else if (media[i].kind == TSR_MEDIA_AUDIO) {
             if (!p->ops->process_audio)
@@ -314,9 +320,39 @@ static tsr_status add_ids(tsr_tensor_list *list, const tsr_token_ids *ids, tsr_e
     return st;
 }
 
+/* Outputs a family hands to its own finish hook that the HF processor pops before returning
+ * (MllamaProcessor: num_tiles, which the cross-attention mask is built from). */
+static const char *const POPPED_OUTPUTS[] = {"num_tiles"};
+
+static tsr_status drop_popped(tsr_tensor_list **list, tsr_error *err) {
+    int any = 0;
+    for (size_t k = 0; k < sizeof POPPED_OUTPUTS / sizeof *POPPED_OUTPUTS; k++)
+        any |= tsr_tensor_list_get(*list, POPPED_OUTPUTS[k]) != NULL;
+    if (!any) return TSR_OK;
+    tsr_tensor_list *kept = NULL;
+    tsr_status st = tsr_tensor_list_new(&kept, err);
+    for (int64_t i = 0; !st && i < tsr_tensor_list_count(*list); i++) {
+        const char *name = tsr_tensor_list_name(*list, i);
+        int popped = 0;
+        for (size_t k = 0; k < sizeof POPPED_OUTPUTS / sizeof *POPPED_OUTPUTS; k++)
+            popped |= !strcmp(name, POPPED_OUTPUTS[k]);
+        if (popped) continue;
+        tsr_tensor t = *tsr_tensor_list_at(*list, i);
+        st = tsr_tensor_list_add(kept, name, &t, err);
+        if (!st) memset((void *)tsr_tensor_list_at(*list, i), 0, sizeof t);
+    }
+    if (st) {
+        tsr_tensor_list_free(kept);
+        return st;
+    }
+    tsr_tensor_list_free(*list);
+    *list = kept;
+    return TSR_OK;
+}
+
 static tsr_status run_prepared(const tsr_processor *p, const char *prompt, int add_special,
-                               const tsr_media *media, size_t n_media, tsr_tensor_list **out,
-                               tsr_error *err) {
+                               int chat, const tsr_media *media, size_t n_media,
+                               tsr_tensor_list **out, tsr_error *err) {
     media_set m;
     tsr_tensor_list *media_out = NULL, *list = NULL;
     tsr__replacements img = {0}, aud = {0};
@@ -326,7 +362,7 @@ static tsr_status run_prepared(const tsr_processor *p, const char *prompt, int a
     int64_t want_images, want_audio;
     count_placeholders(p->ops, prompt, &want_images, &want_audio);
 
-    tsr_status st = decode_media(p, media, n_media, &m, err);
+    tsr_status st = decode_media(p, media, n_media, chat, &m, err);
     if (!st && (m.n_images != want_images || m.n_audio != want_audio))
         st = tsr__fail(err, TSR_ERR_INVALID_ARG,
                        "the prompt has %lld image and %lld audio placeholders but %lld images "
@@ -352,6 +388,7 @@ static tsr_status run_prepared(const tsr_processor *p, const char *prompt, int a
         if (!st) memset((void *)tsr_tensor_list_at(media_out, i), 0, sizeof t);
     }
     if (!st && p->ops->finish) st = p->ops->finish(p->state, ids.ids, (int64_t)ids.n, list, err);
+    if (!st) st = drop_popped(&list, err);
 
     tsr__free(expanded);
     tsr_token_ids_free(&ids);
@@ -367,14 +404,14 @@ static tsr_status run_prepared(const tsr_processor *p, const char *prompt, int a
     return TSR_OK;
 }
 
-static tsr_status run(const tsr_processor *p, const char *prompt, int add_special,
+static tsr_status run(const tsr_processor *p, const char *prompt, int add_special, int chat,
                       const tsr_media *media, size_t n_media, tsr_tensor_list **out,
                       tsr_error *err) {
     if (!p->ops->prepare_prompt)
-        return run_prepared(p, prompt, add_special, media, n_media, out, err);
+        return run_prepared(p, prompt, add_special, chat, media, n_media, out, err);
     char *prepared = NULL;
     tsr_status st = p->ops->prepare_prompt(p->state, prompt, &prepared, err);
-    if (!st) st = run_prepared(p, prepared, add_special, media, n_media, out, err);
+    if (!st) st = run_prepared(p, prepared, add_special, chat, media, n_media, out, err);
     tsr__free(prepared);
     return st;
 }
@@ -385,7 +422,7 @@ tsr_status tsr_processor_run_prompt(const tsr_processor *p, const char *prompt,
     if (!out) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!p || !prompt) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "processor or prompt is NULL");
-    return run(p, prompt, add_special_tokens != 0, media, n_media, out, err);
+    return run(p, prompt, add_special_tokens != 0, 0, media, n_media, out, err);
 }
 
 tsr_status tsr_processor_run_chat(const tsr_processor *p, const tsr_chat_message *messages,
@@ -402,7 +439,15 @@ tsr_status tsr_processor_run_chat(const tsr_processor *p, const tsr_chat_message
     char *prompt = NULL;
     tsr_status st = tsr_chat_template_render(p->tmpl, messages, n_messages, NULL, &prompt, NULL,
                                              err);
-    if (!st) st = run(p, prompt, 0, media, n_media, out, err);
+    /* transformers 5 (ProcessorMixin.apply_chat_template, tokenize=True) passes
+     * add_special_tokens=False only when the rendered prompt starts with the tokenizer's
+     * bos_token; otherwise the processor's default applies and the post-processor runs (a
+     * template without BOS, such as llava-v1.6-mistral's, gets one from the tokenizer). */
+    if (!st) {
+        const char *bos = tsr_tokenizer_id_to_token(p->tok, tsr_tokenizer_bos_id(p->tok));
+        int add_special = !(bos && *bos && !strncmp(prompt, bos, strlen(bos)));
+        st = run(p, prompt, add_special, 1, media, n_media, out, err);
+    }
     tsr_chat_string_free(prompt);
     return st;
 }

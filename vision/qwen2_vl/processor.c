@@ -20,6 +20,7 @@ typedef struct qwen_state {
     tsr__image_cfg img;
     int64_t min_pixels, max_pixels; /* size.shortest_edge / size.longest_edge */
     int64_t patch, temporal, merge;
+    int64_t image_id, video_id; /* <|image_pad|>, <|video_pad|> ids; -1 when unknown */
 } qwen_state;
 
 /* size = {"shortest_edge", "longest_edge"} (class default 56*56 and 28*28*1280), overridden
@@ -56,7 +57,9 @@ static tsr_status qwen_load(const tsr__model_configs *cfg, void **state, tsr_err
         (st = load_pixel_bounds(pp, s, err)) ||
         (st = tsr__json_int(pp, "patch_size", 14, 1, 1024, &s->patch, PP_JSON, err)) ||
         (st = tsr__json_int(pp, "temporal_patch_size", 2, 1, 64, &s->temporal, PP_JSON, err)) ||
-        (st = tsr__json_int(pp, "merge_size", 2, 1, 64, &s->merge, PP_JSON, err))) {
+        (st = tsr__json_int(pp, "merge_size", 2, 1, 64, &s->merge, PP_JSON, err)) ||
+        (st = tsr__added_token_id(cfg, IMAGE_TOKEN, &s->image_id, err)) ||
+        (st = tsr__added_token_id(cfg, "<|video_pad|>", &s->video_id, err))) {
         tsr__free(s);
         return st;
     }
@@ -203,6 +206,23 @@ done:
     return st;
 }
 
+/* mm_token_type_ids, which Qwen2VLProcessor returns by default (return_mm_token_type_ids):
+ * I64 [1, n], 1 at image tokens, 2 at video tokens, 0 elsewhere. */
+static tsr_status qwen_finish(const void *state, const int32_t *ids, int64_t n_ids,
+                              tsr_tensor_list *out, tsr_error *err) {
+    const qwen_state *s = state;
+    int64_t shape[2] = {1, n_ids};
+    tsr_tensor t;
+    tsr_status st = tsr_tensor_alloc(&t, TSR_DTYPE_I64, 2, shape, err);
+    if (st) return st;
+    int64_t *v = t.data;
+    for (int64_t i = 0; i < n_ids; i++)
+        v[i] = ids[i] == s->image_id ? 1 : ids[i] == s->video_id ? 2 : 0;
+    st = tsr_tensor_list_add(out, "mm_token_type_ids", &t, err);
+    tsr_tensor_free(&t);
+    return st;
+}
+
 const tsr__family_ops tsr__qwen2_vl_ops = {
     .model_type = "qwen2_vl",
     .image_placeholder = IMAGE_TOKEN,
@@ -211,7 +231,7 @@ const tsr__family_ops tsr__qwen2_vl_ops = {
     .free_state = qwen_free,
     .process_images = qwen_process,
     .process_audio = NULL,
-    .finish = NULL,
+    .finish = qwen_finish,
 };
 
 /* Qwen2.5-VL uses the same image processor and processor text expansion. */
@@ -223,5 +243,5 @@ const tsr__family_ops tsr__qwen2_5_vl_ops = {
     .free_state = qwen_free,
     .process_images = qwen_process,
     .process_audio = NULL,
-    .finish = NULL,
+    .finish = qwen_finish,
 };
