@@ -28,8 +28,9 @@ typedef struct text_state {
 static tsr_status pending_append(text_state *t, const char *s, size_t n, tsr_error *err) {
     size_t need;
     if (!tsr__add_size(t->len, n, &need)) return TSR_FAIL(err, TSR_ERR_LIMIT, "text too long");
-    if (need > t->cap) {
+    if (need > t->cap || !t->buf) {
         size_t cap = t->cap * 2 > need ? t->cap * 2 : need;
+        if (cap < 256) cap = 256;
         char *nb = tsr__realloc(t->buf, cap);
         if (!nb) return TSR_FAIL(err, TSR_ERR_OOM, "text buffer");
         t->buf = nb;
