@@ -269,6 +269,7 @@ def main():
     ap.add_argument("--only", default="")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()  # the fixture tokenizers' class-name notices
     os.makedirs(a.out, exist_ok=True)
     image_path = os.path.join(a.out, "photo_1920x1080.jpg")
     if not os.path.exists(image_path):
