@@ -585,6 +585,7 @@ typedef struct tsr_processor_params {
     size_t size;          /* sizeof(tsr_processor_params) */
     tsr_limits limits;    /* applied when decoding encoded media */
     int32_t allow_unknown_template; /* render a chat template Tessera does not recognise */
+    int64_t now_unix;     /* the time templates that print today's date see; 0: now */
 } tsr_processor_params;
 
 tsr_processor_params tsr_processor_params_default(void);
@@ -596,9 +597,12 @@ void tsr_processor_free(tsr_processor *p);
 const char *tsr_processor_model_type(const tsr_processor *p);
 const tsr_tokenizer *tsr_processor_tokenizer(const tsr_processor *p);
 
-/* One media item, in the order it appears in the prompt. Give either encoded bytes (decoded
- * as transformers' load_image / librosa.load do: EXIF orientation applied, alpha composited
- * over white; audio mixed to mono and resampled to 16 kHz) or a decoded image / audio. */
+/* One media item, in the order it appears in the prompt. Give either encoded bytes or a
+ * decoded image / audio. Encoded images get their EXIF orientation applied; then, as the HF
+ * processors do: in chat runs an alpha channel (RGBA, LA files) is dropped (load_image's
+ * convert("RGB")), while a transparency chunk and, in prompt runs, any alpha are composited
+ * over white (convert_rgb); MiniCPM-o always drops alpha. Audio is mixed to mono and
+ * resampled to 16 kHz as librosa.load does; decoded audio must already be 16 kHz mono. */
 typedef struct tsr_media {
     tsr_media_kind kind;       /* TSR_MEDIA_IMAGE or TSR_MEDIA_AUDIO */
     const uint8_t *data;       /* encoded bytes, or NULL */
@@ -608,11 +612,11 @@ typedef struct tsr_media {
 } tsr_media;
 
 /* Renders messages with the model's chat template (add_generation_prompt), expands each image
- * / audio placeholder for the media given (in order), tokenizes without adding special
- * tokens (the template holds them, as apply_chat_template(tokenize=True) does) and returns
- * every output tensor in *out (freed with tsr_tensor_list_free). More or fewer media items
- * than the prompt has placeholders is INVALID_ARG; media the model cannot take is
- * UNSUPPORTED. */
+ * / audio placeholder for the media given (in order), tokenizes as
+ * apply_chat_template(tokenize=True) does (special tokens are added only when the rendered
+ * prompt does not already start with the BOS token) and returns every output tensor in *out
+ * (freed with tsr_tensor_list_free). More or fewer media items than the prompt has
+ * placeholders is INVALID_ARG; media the model cannot take is UNSUPPORTED. */
 tsr_status tsr_processor_run_chat(const tsr_processor *p, const tsr_chat_message *messages,
                                   size_t n_messages, const tsr_media *media, size_t n_media,
                                   tsr_tensor_list **out /* OUT */, tsr_error *err);

@@ -17,6 +17,7 @@ struct tsr_processor {
     tsr_chat_template *tmpl; /* NULL when the directory has none or it failed to load */
     tsr_error tmpl_err;      /* why tmpl is NULL */
     tsr_limits limits;
+    int64_t now_unix; /* for templates that print the date; 0: now */
 };
 
 tsr_processor_params tsr_processor_params_default(void) {
@@ -93,6 +94,7 @@ static tsr_status load_with_configs(const char *model_dir, const tsr_processor_p
     }
     snprintf(p->model_type, sizeof p->model_type, "%.63s", model_type);
     p->limits = params->limits;
+    p->now_unix = params->now_unix;
     tsr__model_configs mc = {model_dir, cfg->config, cfg->preprocessor, cfg->processor,
                              cfg->tokenizer};
     st = p->ops->load(&mc, &p->state, err);
@@ -437,7 +439,9 @@ tsr_status tsr_processor_run_chat(const tsr_processor *p, const tsr_chat_message
                          "tsr_processor_run_chat: no usable chat template: %s",
                          p->tmpl_err.message);
     char *prompt = NULL;
-    tsr_status st = tsr_chat_template_render(p->tmpl, messages, n_messages, NULL, &prompt, NULL,
+    tsr_chat_render_params rp = tsr_chat_render_params_default();
+    rp.now_unix = p->now_unix;
+    tsr_status st = tsr_chat_template_render(p->tmpl, messages, n_messages, &rp, &prompt, NULL,
                                              err);
     /* transformers 5 (ProcessorMixin.apply_chat_template, tokenize=True) passes
      * add_special_tokens=False only when the rendered prompt starts with the tokenizer's
