@@ -12,8 +12,8 @@
  * bytes (in memory), so decoding is timed, as HF's callers give a path too; the "decoded"
  * variant passes images / audio decoded once beforehand, leaving the processor itself.
  * decode_ms is tsr_image_decode / tsr_audio_decode of all media alone.
- * Prints one JSON object: the median ms of each variant over N runs (after one warm-up run)
- * and the name, dtype and shape of every output tensor.
+ * Prints one JSON object: the median ms of each variant over N runs (after two warm-up runs,
+ * as the Python side does) and the name, dtype and shape of every output tensor.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
     double *t_decode = calloc((size_t)reps, sizeof(double));
     tsr_tensor_list *last = NULL;
     if (!t_enc || !t_dec || !t_decode) rc = 1;
-    for (int r = -1; r < reps && rc == 0; r++) { /* r == -1: warm-up, not counted */
+    for (int r = -2; r < reps && rc == 0; r++) { /* r < 0: warm-up, not counted */
         double t0 = now_ms();
         for (int i = 0; i < n && rc == 0; i++) {
             tsr_status st = kinds[i] == TSR_MEDIA_IMAGE
