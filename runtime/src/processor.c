@@ -131,16 +131,19 @@ tsr_status tsr_processor_load(const char *model_dir, const tsr_processor_params 
 /* ---- media --------------------------------------------------------------------------- */
 
 typedef struct media_set {
-    tsr_image *images; /* RGB8, owned */
+    tsr_image *images; /* RGB8, owned unless borrowed[i] (the caller's own RGB image) */
+    bool *borrowed;
     int64_t n_images;
     tsr_audio *audio; /* 16 kHz mono, owned */
     int64_t n_audio;
 } media_set;
 
 static void media_free(media_set *m) {
-    for (int64_t i = 0; i < m->n_images; i++) tsr_image_free(&m->images[i]);
+    for (int64_t i = 0; i < m->n_images; i++)
+        if (!m->borrowed[i]) tsr_image_free(&m->images[i]);
     for (int64_t i = 0; i < m->n_audio; i++) tsr_audio_free(&m->audio[i]);
     tsr__free(m->images);
+    tsr__free(m->borrowed);
     tsr__free(m->audio);
     memset(m, 0, sizeof *m);
 }
@@ -165,16 +168,30 @@ static tsr_status to_rgb(const tsr_processor *p, const tsr_image *src, int drop_
     return st;
 }
 
+/* *borrowed is set when dst is the caller's RGB image itself (not to be freed). */
 static tsr_status decode_image(const tsr_processor *p, const tsr_media *m, int drop_alpha,
-                               tsr_image *dst, tsr_error *err) {
-    if (!m->data) return to_rgb(p, m->image ? m->image : &(tsr_image){0}, drop_alpha, dst, err);
+                               tsr_image *dst, bool *borrowed, tsr_error *err) {
+    *borrowed = false;
+    if (!m->data) {
+        const tsr_image *src = m->image ? m->image : &(tsr_image){0};
+        if (src->channels == 3 && src->data && src->width > 0 && src->height > 0) {
+            *dst = *src;
+            *borrowed = true;
+            return TSR_OK;
+        }
+        return to_rgb(p, src, drop_alpha, dst, err);
+    }
     tsr_image_decode_params dp = tsr_image_decode_params_default();
-    dp.channels = 4;
     dp.limits = p->limits;
-    tsr_image rgba = {0};
     tsr_image_info info;
     memset(&info, 0, sizeof info);
-    tsr_status st = tsr_image_decode(m->data, m->len, &dp, &rgba, &info, err);
+    /* Without alpha or transparency the RGB decode is the answer: no RGBA pass, no copy. */
+    tsr_status st = tsr_image_probe(m->data, m->len, &dp, &info, err);
+    if (st) return st;
+    if (!info.has_alpha) return tsr_image_decode(m->data, m->len, &dp, dst, NULL, err);
+    dp.channels = 4;
+    tsr_image rgba = {0};
+    st = tsr_image_decode(m->data, m->len, &dp, &rgba, &info, err);
     if (!st) st = to_rgb(p, &rgba, drop_alpha && strchr(info.mode, 'A'), dst, err);
     tsr_image_free(&rgba);
     return st;
@@ -212,13 +229,16 @@ static tsr_status decode_media(const tsr_processor *p, const tsr_media *media, s
     memset(out, 0, sizeof *out);
     if (n && !media) return tsr__fail(err, TSR_ERR_INVALID_ARG, "media is NULL");
     out->images = tsr__calloc(n ? n : 1, sizeof *out->images);
+    out->borrowed = tsr__calloc(n ? n : 1, sizeof *out->borrowed);
     out->audio = tsr__calloc(n ? n : 1, sizeof *out->audio);
-    if (!out->images || !out->audio) return tsr__fail(err, TSR_ERR_OOM, "out of memory");
+    if (!out->images || !out->borrowed || !out->audio)
+        return tsr__fail(err, TSR_ERR_OOM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         tsr_error local = {0};
         tsr_status st;
         if (media[i].kind == TSR_MEDIA_IMAGE) {
-            st = decode_image(p, &media[i], drop_alpha, &out->images[out->n_images], &local);
+            st = decode_image(p, &media[i], drop_alpha, &out->images[out->n_images],
+                              &out->borrowed[out->n_images], &local);
             if (!st) out->n_images++;
         } else if (media[i].kind == TSR_MEDIA_AUDIO) {
             if (!p->ops->process_audio)
