@@ -7,9 +7,13 @@
 
 #include "../kernels/cpu/ops.h"
 
+/* Query rows per attention work item: scores of a block are one (ATT_ROWS, keys) matrix. */
+#define ATT_ROWS 64
+
 struct tsr_session {
     const tsr_model *m;
     int64_t n_ctx, n_batch, n_past;
+    int64_t pos_next; /* RoPE position of the next token without explicit position_ids */
     tsr__pool *pool;
     /* Run state, allocated once; B = n_batch. */
     float *k_cache;  /* (n_layers, n_ctx, kv_dim) */
@@ -23,7 +27,7 @@ struct tsr_session {
     float *hb2;      /* (B, ffn_dim) up */
     float *rope_cos; /* (B, head_dim/2) */
     float *rope_sin; /* (B, head_dim/2) */
-    float *scores;   /* (n_threads, n_ctx) attention weights, one row per worker */
+    float *scores;   /* (n_threads, ATT_ROWS, n_ctx) attention weights, one block per worker */
     float *logits;   /* (vocab) last position */
     int has_logits;
 };
@@ -108,13 +112,14 @@ tsr_status tsr_session_new(const tsr_model *m, const tsr_session_params *params,
     s->hb2 = alloc_f32(B, c->ffn_dim, 1, &fail);
     s->rope_cos = alloc_f32(B, c->head_dim / 2, 1, &fail);
     s->rope_sin = alloc_f32(B, c->head_dim / 2, 1, &fail);
-    s->scores = alloc_f32(nt, n_ctx, 1, &fail);
+    s->scores = alloc_f32(nt, ATT_ROWS, n_ctx, &fail);
     s->logits = alloc_f32(c->vocab, 1, 1, &fail);
     if (fail) {
         tsr_session_free(s);
         return TSR_FAIL(err, TSR_ERR_OOM, "KV cache and run state for n_ctx %lld, n_batch %lld",
                         (long long)n_ctx, (long long)B);
     }
+    tsr__blas_init();
     s->pool = tsr__pool_new(nt);
     if (!s->pool) {
         tsr_session_free(s);
@@ -127,6 +132,7 @@ tsr_status tsr_session_new(const tsr_model *m, const tsr_session_params *params,
 void tsr_session_reset(tsr_session *s) {
     if (!s) return;
     s->n_past = 0;
+    s->pos_next = 0;
     s->has_logits = 0;
 }
 
@@ -144,12 +150,12 @@ const float *tsr_session_logits(const tsr_session *s) {
 typedef struct attn_job {
     tsr_session *s;
     int32_t layer;
-    int64_t T;   /* tokens in the chunk */
-    int64_t pos0; /* position of the chunk's first token */
+    int64_t T;    /* tokens in the chunk */
+    int64_t pos0; /* cache position of the chunk's first token */
 } attn_job;
 
-/* Causal attention of every (token, head) of the chunk against the cache; the keys and values
- * of the chunk are already in the cache. */
+/* Causal attention of every (row block, head) of the chunk against the cache; the keys and
+ * values of the chunk are already in the cache. */
 static void attn_part(void *arg, int32_t worker, int32_t n_workers) {
     const attn_job *j = arg;
     tsr_session *s = j->s;
@@ -158,45 +164,41 @@ static void attn_part(void *arg, int32_t worker, int32_t n_workers) {
     int64_t kvd = (int64_t)c->n_kv_heads * hd, qd = (int64_t)c->n_heads * hd;
     const float *kc = s->k_cache + (int64_t)j->layer * s->n_ctx * kvd;
     const float *vc = s->v_cache + (int64_t)j->layer * s->n_ctx * kvd;
-    float *sc = s->scores + (int64_t)worker * s->n_ctx;
+    float *sc = s->scores + (int64_t)worker * ATT_ROWS * s->n_ctx;
     float scale = (float)(1.0 / sqrt((double)hd));
-    int64_t n_items = j->T * c->n_heads;
+    int64_t n_blocks = (j->T + ATT_ROWS - 1) / ATT_ROWS, n_items = n_blocks * c->n_heads;
     for (int64_t it = worker; it < n_items; it += n_workers) {
-        int64_t t = it / c->n_heads;
+        /* Last blocks (most keys) first, so the tail of the loop is the cheap work. */
+        int64_t blk = n_blocks - 1 - it / c->n_heads;
         int32_t h = (int32_t)(it % c->n_heads), kh = h / group;
-        int64_t pos = j->pos0 + t;
-        int64_t first = 0;
-        if (c->sliding_window > 0 && pos - c->sliding_window + 1 > 0)
-            first = pos - c->sliding_window + 1;
-        const float *qv = s->q + t * qd + (int64_t)h * hd;
-        for (int64_t p = first; p <= pos; p++) {
-            const float *kv = kc + p * kvd + (int64_t)kh * hd;
-            float d = 0.0f;
-            for (int32_t i = 0; i < hd; i++) d += qv[i] * kv[i];
-            sc[p - first] = d * scale;
-        }
-        int64_t n = pos - first + 1;
-        tsr__softmax(sc, n);
-        float *o = s->att_out + t * qd + (int64_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof *o);
-        for (int64_t p = first; p <= pos; p++) {
-            const float *vv = vc + p * kvd + (int64_t)kh * hd;
-            float w = sc[p - first];
-            for (int32_t i = 0; i < hd; i++) o[i] += w * vv[i];
-        }
+        int64_t t0 = blk * ATT_ROWS, rows = j->T - t0 < ATT_ROWS ? j->T - t0 : ATT_ROWS;
+        tsr__attention_block(s->att_out + t0 * qd + (int64_t)h * hd, s->q + t0 * qd + (int64_t)h * hd,
+                             qd, kc + (int64_t)kh * hd, vc + (int64_t)kh * hd, kvd, hd, rows,
+                             j->pos0 + t0, c->sliding_window, scale, sc);
     }
 }
 
-/* One chunk of T <= n_batch tokens whose embeddings are in s->x, at positions n_past.. */
-static void forward_chunk(tsr_session *s, int64_t T) {
+/* One chunk of T <= n_batch tokens whose embeddings are in s->x, at cache positions n_past..
+ * RoPE positions: pos (n_rows, stride) from the caller (row r of M-RoPE drives the frequencies
+ * of mrope_section[r]; one row drives all), or NULL for pos_next... */
+static void forward_chunk(tsr_session *s, int64_t T, const int64_t *pos, int64_t stride,
+                          int32_t n_rows) {
     const tsr_model *m = s->m;
     const tsr__decoder_config *c = &m->cfg;
     int32_t hd = c->head_dim, half = hd / 2;
     int64_t kvd = (int64_t)c->n_kv_heads * hd, qd = (int64_t)c->n_heads * hd;
+    int32_t row_of_end[3] = {half, half, half}; /* frequency i takes the first row r with i < end */
+    if (c->mrope && n_rows == 3) {
+        row_of_end[0] = c->mrope_section[0];
+        row_of_end[1] = row_of_end[0] + c->mrope_section[1];
+    }
     for (int64_t t = 0; t < T; t++) {
-        float pos = (float)(s->n_past + t);
+        int32_t r = 0;
         for (int32_t i = 0; i < half; i++) {
-            float f = pos * m->inv_freq[i];
+            while (r < 2 && i >= row_of_end[r]) r++;
+            /* transformers: position_ids.float() * inv_freq, in float32 */
+            float p = pos ? (float)pos[r * stride + t] : (float)(s->pos_next + t);
+            float f = p * m->inv_freq[i];
             s->rope_cos[t * half + i] = cosf(f);
             s->rope_sin[t * half + i] = sinf(f);
         }
@@ -225,11 +227,12 @@ static void forward_chunk(tsr_session *s, int64_t T) {
             tsr__rmsnorm(s->xb + t * c->dim, s->x + t * c->dim, ly->ffn_norm, c->dim, c->norm_eps);
         tsr__matmul_wt(s->pool, s->hb, s->xb, ly->w_gate, NULL, T, c->dim, c->ffn_dim);
         tsr__matmul_wt(s->pool, s->hb2, s->xb, ly->w_up, NULL, T, c->dim, c->ffn_dim);
-        tsr__swiglu(s->hb, s->hb2, T * c->ffn_dim);
+        tsr__swiglu(s->pool, s->hb, s->hb2, T * c->ffn_dim);
         tsr__matmul_wt(s->pool, s->proj, s->hb, ly->w_down, NULL, T, c->ffn_dim, c->dim);
         for (int64_t i = 0; i < T * c->dim; i++) s->x[i] += s->proj[i];
     }
     s->n_past += T;
+    if (!pos) s->pos_next += T;
 }
 
 static tsr_status check_input(const tsr_session *s, const tsr_decode_input *in, tsr_error *err) {
@@ -237,10 +240,6 @@ static tsr_status check_input(const tsr_session *s, const tsr_decode_input *in, 
     if (in->size < sizeof(size_t)) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "in->size is not set");
     if (in->n_ids < 1 || !in->ids)
         return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "no input ids (n_ids %lld)", (long long)in->n_ids);
-    if (in->position_ids)
-        return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
-                        "explicit position_ids (M-RoPE) are not supported yet by the %s decoder",
-                        c->model_type);
     if (in->cross_states)
         return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
                         "cross-attention states are not supported by the %s decoder",
@@ -249,6 +248,18 @@ static tsr_status check_input(const tsr_session *s, const tsr_decode_input *in, 
         return TSR_FAIL(err, TSR_ERR_LIMIT,
                         "%lld tokens do not fit the context: %lld of n_ctx %lld used",
                         (long long)in->n_ids, (long long)s->n_past, (long long)s->n_ctx);
+    if (in->position_ids) {
+        if (in->n_pos_rows != 1 && !(c->mrope && in->n_pos_rows == 3))
+            return TSR_FAIL(err, TSR_ERR_INVALID_ARG,
+                            "position_ids has %d rows; the %s decoder takes 1%s", in->n_pos_rows,
+                            c->model_type, c->mrope ? " or 3 (M-RoPE)" : "");
+        for (int64_t i = 0; i < (int64_t)in->n_pos_rows * in->n_ids; i++)
+            if (in->position_ids[i] < 0 || in->position_ids[i] > INT32_MAX)
+                return TSR_FAIL(err, TSR_ERR_INVALID_ARG,
+                                "position_ids[%lld][%lld] = %lld outside [0, 2^31)",
+                                (long long)(i / in->n_ids), (long long)(i % in->n_ids),
+                                (long long)in->position_ids[i]);
+    }
     for (int64_t i = 0; i < in->n_ids; i++)
         if (in->ids[i] < 0 || in->ids[i] >= c->vocab)
             return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "ids[%lld] = %d outside [0, %d)",
@@ -292,7 +303,8 @@ tsr_status tsr_session_decode(tsr_session *s, const tsr_decode_input *in, float 
                 src = in->spans[span].data + (i - in->spans[span].start) * c->dim;
             memcpy(s->x + t * c->dim, src, (size_t)c->dim * sizeof(float));
         }
-        forward_chunk(s, T);
+        forward_chunk(s, T, in->position_ids ? in->position_ids + i0 : NULL, in->n_ids,
+                      in->n_pos_rows);
         if (in->logits_all && logits) {
             for (int64_t t = 0; t < T; t++)
                 tsr__rmsnorm(s->xb + t * c->dim, s->x + t * c->dim, m->out_norm, c->dim,
@@ -301,10 +313,22 @@ tsr_status tsr_session_decode(tsr_session *s, const tsr_decode_input *in, float 
                            NULL, T, c->dim, c->vocab);
         }
     }
-    /* Last position: x of the final chunk's last row. */
-    int64_t last = (in->n_ids - 1) % s->n_batch;
-    tsr__rmsnorm(s->xb, s->x + last * c->dim, m->out_norm, c->dim, c->norm_eps);
-    tsr__matmul_wt(s->pool, s->logits, s->xb, m->lm_head, NULL, 1, c->dim, c->vocab);
+    if (in->position_ids) {
+        /* Later tokens continue after the largest position (transformers' rope_deltas). */
+        int64_t mx = 0;
+        for (int64_t i = 0; i < (int64_t)in->n_pos_rows * in->n_ids; i++)
+            mx = in->position_ids[i] > mx ? in->position_ids[i] : mx;
+        s->pos_next = mx + 1;
+    }
+    /* Last position: x of the final chunk's last row (or the row already computed). */
+    if (in->logits_all && logits) {
+        memcpy(s->logits, logits + (size_t)(in->n_ids - 1) * (size_t)c->vocab,
+               (size_t)c->vocab * sizeof(float));
+    } else {
+        int64_t last = (in->n_ids - 1) % s->n_batch;
+        tsr__rmsnorm(s->xb, s->x + last * c->dim, m->out_norm, c->dim, c->norm_eps);
+        tsr__matmul_wt(s->pool, s->logits, s->xb, m->lm_head, NULL, 1, c->dim, c->vocab);
+    }
     s->has_logits = 1;
     if (logits && !in->logits_all) memcpy(logits, s->logits, (size_t)c->vocab * sizeof(float));
     return TSR_OK;

@@ -34,6 +34,8 @@ typedef struct tsr__decoder_config {
     double rope_factor;
     double rope_low_freq_factor, rope_high_freq_factor;
     int64_t rope_orig_max_pos;
+    int32_t mrope;            /* Qwen2-VL multimodal RoPE: 3 position rows */
+    int32_t mrope_section[3]; /* frequencies (of head_dim/2) taking rows t, h, w; sum head_dim/2 */
 } tsr__decoder_config;
 
 /* One transformer block; every pointer is F32, row-major, shapes as (rows, cols). */

@@ -1,9 +1,15 @@
 /* CPU kernels of the text decoder and the worker pool that runs them. */
 #include "ops.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define TSR_X86 1
+#endif
 
 #include "tessera_internal.h"
 
@@ -125,15 +131,18 @@ void tsr__pool_run(tsr__pool *p, tsr__pool_fn fn, void *arg) {
 /* Kernels                                                                              */
 /* ---------------------------------------------------------------------------------- */
 
-/* Dot product with 8 independent partial sums (vectorisable without reassociation). */
-static inline float dot(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
+/* OpenBLAS runs single-threaded inside each of our workers: the pool splits the work, so the
+ * two thread sets never compete for the cores. Set once per process. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_init(void) { openblas_set_num_threads(1); }
+void tsr__blas_init(void) { pthread_once(&blas_once, blas_init); }
+
+/* Worker w's share [*a, *b) of n items, in multiples of align. */
+static void split(int64_t n, int64_t align, int32_t w, int32_t nw, int64_t *a, int64_t *b) {
+    int64_t blocks = (n + align - 1) / align, per = (blocks + nw - 1) / nw;
+    int64_t lo = per * w * align, hi = lo + per * align;
+    *a = lo < n ? lo : n;
+    *b = hi < n ? hi : n;
 }
 
 typedef struct {
@@ -144,26 +153,28 @@ typedef struct {
 
 static void matmul_part(void *arg, int32_t worker, int32_t n_workers) {
     const matmul_job *j = arg;
-    int64_t per = (j->N + n_workers - 1) / n_workers;
-    int64_t n0 = per * worker, n1 = n0 + per < j->N ? n0 + per : j->N;
-    /* Four weight rows at a time against every input row: each weight row is read once per
-     * block of inputs while it sits in cache. */
-    const int64_t TB = 16;
-    for (int64_t t0 = 0; t0 < j->T; t0 += TB) {
-        int64_t t1 = t0 + TB < j->T ? t0 + TB : j->T;
-        for (int64_t n = n0; n < n1; n++) {
-            const float *wr = j->w + n * j->K;
-            float b = j->bias ? j->bias[n] : 0.0f;
-            for (int64_t t = t0; t < t1; t++)
-                j->out[t * j->N + n] = dot(j->x + t * j->K, wr, j->K) + b;
+    int64_t n0, n1;
+    split(j->N, 16, worker, n_workers, &n0, &n1);
+    if (n1 <= n0) return;
+    int64_t rows = n1 - n0;
+    if (j->T == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)rows, (blasint)j->K, 1.0f,
+                    j->w + n0 * j->K, (blasint)j->K, j->x, 1, 0.0f, j->out + n0, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)j->T, (blasint)rows,
+                    (blasint)j->K, 1.0f, j->x, (blasint)j->K, j->w + n0 * j->K, (blasint)j->K,
+                    0.0f, j->out + n0, (blasint)j->N);
+    if (j->bias)
+        for (int64_t t = 0; t < j->T; t++) {
+            float *o = j->out + t * j->N;
+            for (int64_t n = n0; n < n1; n++) o[n] += j->bias[n];
         }
-    }
 }
 
 void tsr__matmul_wt(tsr__pool *p, float *out, const float *x, const float *w, const float *bias,
                     int64_t T, int64_t K, int64_t N) {
     matmul_job j = {out, x, w, bias, T, K, N};
-    if (T * K * N < (int64_t)1 << 15) {
+    if (T * K * N < (int64_t)1 << 16) {
         matmul_part(&j, 0, 1);
         return;
     }
@@ -171,10 +182,14 @@ void tsr__matmul_wt(tsr__pool *p, float *out, const float *x, const float *w, co
 }
 
 void tsr__rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    float ss = 0.0f;
-    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += x[i + k] * x[i + k];
+    float ss = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) ss += x[i] * x[i];
     float r = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int64_t i = 0; i < n; i++) out[i] = w[i] * (x[i] * r);
+    for (i = 0; i < n; i++) out[i] = w[i] * (x[i] * r);
 }
 
 void tsr__rope_apply(float *x, const float *cos_, const float *sin_, int32_t head_dim) {
@@ -186,20 +201,150 @@ void tsr__rope_apply(float *x, const float *cos_, const float *sin_, int32_t hea
     }
 }
 
-void tsr__swiglu(float *gate, const float *up, int64_t n) {
+/* exp over 8 lanes (Cephes expf: range reduction by ln 2, degree-5 polynomial), within 2 ulp
+ * of expf for x in [-87, 88]; below that it returns 0 or a value under 1e-37. */
+#ifdef TSR_X86
+__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3365478515625f));
+    __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+    fx = _mm256_floor_ps(fx);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+__attribute__((target("avx2,fma"))) static void swiglu_avx2(float *gate, const float *up,
+                                                            int64_t n) {
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 d = _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, g)));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, d), _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+/* x[i] = exp(x[i] - m); returns the sum. */
+__attribute__((target("avx2,fma"))) static float exp_sum_avx2(float *x, int64_t n, float m) {
+    __m256 acc = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
+    return s;
+}
+
+static int has_avx2(void) {
+    static int v = -1;
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return v;
+}
+#endif
+
+static void swiglu_range(float *gate, const float *up, int64_t n) {
+#ifdef TSR_X86
+    if (has_avx2()) {
+        swiglu_avx2(gate, up, n);
+        return;
+    }
+#endif
     for (int64_t i = 0; i < n; i++) {
         float g = gate[i];
         gate[i] = g / (1.0f + expf(-g)) * up[i];
     }
 }
 
+typedef struct {
+    float *gate;
+    const float *up;
+    int64_t n;
+} swiglu_job;
+
+static void swiglu_part(void *arg, int32_t w, int32_t nw) {
+    const swiglu_job *j = arg;
+    int64_t a, b;
+    split(j->n, 64, w, nw, &a, &b);
+    if (b > a) swiglu_range(j->gate + a, j->up + a, b - a);
+}
+
+void tsr__swiglu(tsr__pool *p, float *gate, const float *up, int64_t n) {
+    swiglu_job j = {gate, up, n};
+    if (n < 8192) {
+        swiglu_part(&j, 0, 1);
+        return;
+    }
+    tsr__pool_run(p, swiglu_part, &j);
+}
+
 void tsr__softmax(float *x, int64_t n) {
     float m = -INFINITY;
     for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
     float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        s += x[i];
+#ifdef TSR_X86
+    if (has_avx2()) {
+        s = exp_sum_avx2(x, n, m);
+    } else
+#endif
+    {
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = expf(x[i] - m);
+            s += x[i];
+        }
     }
-    for (int64_t i = 0; i < n; i++) x[i] /= s;
+    float r = 1.0f / s;
+    for (int64_t i = 0; i < n; i++) x[i] *= r;
+}
+
+void tsr__attention_block(float *out, const float *q, int64_t ldq, const float *k, const float *v,
+                          int64_t ldkv, int32_t head_dim, int64_t rows, int64_t pos0,
+                          int64_t window, float scale, float *scores) {
+    int64_t first = window > 0 && pos0 - window + 1 > 0 ? pos0 - window + 1 : 0;
+    int64_t last = pos0 + rows - 1, n = last - first + 1;
+    const float *kf = k + first * ldkv, *vf = v + first * ldkv;
+    /* scores (rows, n) = scale * q (rows, hd) @ k[first..last] (n, hd)^T */
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n, head_dim, scale, kf, (blasint)ldkv,
+                    q, 1, 0.0f, scores, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)n, head_dim,
+                    scale, q, (blasint)ldq, kf, (blasint)ldkv, 0.0f, scores, (blasint)n);
+    /* Row r sees keys [lo, pos0 + r] (causal, sliding window); the rest weigh 0. */
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t pos = pos0 + r;
+        int64_t lo = window > 0 && pos - window + 1 > first ? pos - window + 1 : first;
+        float *sr = scores + r * n;
+        for (int64_t i = 0; i < lo - first; i++) sr[i] = 0.0f;
+        tsr__softmax(sr + (lo - first), pos - lo + 1);
+        for (int64_t i = pos - first + 1; i < n; i++) sr[i] = 0.0f;
+    }
+    /* out (rows, hd) = scores (rows, n) @ v[first..last] (n, hd) */
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)n, head_dim, 1.0f, vf, (blasint)ldkv,
+                    scores, 1, 0.0f, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, head_dim,
+                    (blasint)n, 1.0f, scores, (blasint)n, vf, (blasint)ldkv, 0.0f, out,
+                    (blasint)ldq);
 }

@@ -20,7 +20,11 @@ int32_t tsr__pool_size(const tsr__pool *p);
 /* Runs fn(arg, w, n) on every worker w in [0, n) and waits for all. p may be NULL (one). */
 void tsr__pool_run(tsr__pool *p, tsr__pool_fn fn, void *arg);
 
-/* out (T, N) = x (T, K) @ w (N, K)^T (+ bias (N) when non-NULL). Split over N. */
+/* Sets the BLAS library to one thread per caller (our pool splits the work); idempotent. */
+void tsr__blas_init(void);
+
+/* out (T, N) = x (T, K) @ w (N, K)^T (+ bias (N) when non-NULL). Split over N, each worker
+ * calling single-threaded BLAS sgemm (sgemv for T = 1) on its rows of w. */
 void tsr__matmul_wt(tsr__pool *p, float *out, const float *x, const float *w, const float *bias,
                     int64_t T, int64_t K, int64_t N);
 
@@ -30,10 +34,19 @@ void tsr__rmsnorm(float *out, const float *x, const float *w, int64_t n, float e
 /* In-place rotate-half RoPE on one head vector x (head_dim) with cos/sin (head_dim/2). */
 void tsr__rope_apply(float *x, const float *cos_, const float *sin_, int32_t head_dim);
 
-/* gate (n) = silu(gate) * up, elementwise. */
-void tsr__swiglu(float *gate, const float *up, int64_t n);
+/* gate (n) = silu(gate) * up, elementwise, split over the pool (p may be NULL). */
+void tsr__swiglu(tsr__pool *p, float *gate, const float *up, int64_t n);
 
-/* In-place softmax over x (n) in f32; returns nothing. */
+/* In-place softmax over x (n >= 1) in f32. */
 void tsr__softmax(float *x, int64_t n);
+
+/* Causal attention of one head for `rows` consecutive query rows at cache positions
+ * pos0.. (keys and values of those positions already in the cache):
+ *   q (rows, head_dim) with row stride ldq; k, v (pos0 + rows, head_dim) with row stride
+ *   ldkv; out (rows, head_dim) with row stride ldq; window > 0 limits each row to its last
+ *   `window` keys (Mistral); scores: scratch of rows * min(pos0 + rows, window + rows) floats. */
+void tsr__attention_block(float *out, const float *q, int64_t ldq, const float *k, const float *v,
+                          int64_t ldkv, int32_t head_dim, int64_t rows, int64_t pos0,
+                          int64_t window, float scale, float *scores);
 
 #endif
