@@ -1,6 +1,7 @@
 /* Text decoder parity with transformers on tiny random-weight checkpoints
  * (tests/fixtures/decoder, written by tools/refgen/gen_decoder.py): prefill logits, logits
- * after each of 16 greedy steps (max abs diff <= 1e-4) and 32 greedy ids (identical). */
+ * after each of 16 greedy steps (max abs diff <= 1e-4) and 32 greedy ids (identical); Qwen2-VL
+ * with 3-row M-RoPE position ids and image embedding spans. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,12 +218,23 @@ static void test_spans_and_limits(void) {
     CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_INVALID_ARG);
     in.spans = NULL;
     in.n_spans = 0;
-    int64_t pos[6] = {0};
+    /* Positions: 3 rows need M-RoPE; negative is refused; one row 0..5 equals the default. */
+    int64_t pos[18] = {0};
     in.position_ids = pos;
     in.n_pos_rows = 3;
-    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_UNSUPPORTED);
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_INVALID_ARG);
     CHECK(strstr(err.message, "position_ids") != NULL);
+    in.n_pos_rows = 1;
+    pos[1] = -1;
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_INVALID_ARG);
     CHECK(tsr_session_n_past(s) == 0);
+    for (int i = 0; i < 6; i++) pos[i] = i;
+    in.n_ids = 6;
+    CHECK_OK(tsr_session_decode(s, &in, b, (size_t)V, &err), &err);
+    CHECK(max_abs_diff(a, b, (size_t)V) == 0);
+    tsr_session_reset(s);
+    in.position_ids = NULL;
+    in.n_pos_rows = 0;
     /* n_ctx beyond max_position_embeddings. */
     tsr_session *s2 = NULL;
     sp.n_ctx = 100000;
@@ -352,11 +364,94 @@ done:
     tsr_model_free(m);
 }
 
+/* Qwen2-VL: prompts with image spans (random embeddings) at get_rope_index's 3-row positions,
+ * then greedy steps without positions (they continue after the largest one). */
+static double run_qwen2_vl(int64_t n_batch, int32_t n_threads) {
+    tsr_error err = {0};
+    tsr_model *m = NULL;
+    tsr_safetensors *exp = NULL;
+    CHECK_OK(tsr_model_load(tsr_test_fixture("decoder/qwen2_vl"), NULL, &m, &err), &err);
+    CHECK_OK(tsr_safetensors_open_file(tsr_test_fixture("decoder/qwen2_vl.expected.safetensors"),
+                                       &exp, &err),
+             &err);
+    tsr_session *s = NULL;
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_ctx = 64;
+    sp.n_batch = n_batch;
+    sp.n_threads = n_threads;
+    if (m) CHECK_OK(tsr_session_new(m, &sp, &s, &err), &err);
+    double worst = 0;
+    for (int p = 0; s && exp && p < 2; p++) {
+        char nm[64];
+        tsr_tensor ids, pos, emb, starts, lens, prefill, steps, greedy;
+#define GET(field, t)                                   \
+    snprintf(nm, sizeof nm, "p%d." field, p);          \
+    if (!get(exp, nm, &t)) break;
+        GET("ids", ids) GET("positions", pos) GET("image_embeds", emb) GET("image_starts", starts)
+        GET("image_lens", lens) GET("prefill", prefill) GET("steps", steps) GET("greedy", greedy)
+#undef GET
+        int32_t V = tsr_model_vocab_size(m), D = tsr_model_hidden_size(m);
+        int64_t T = ids.shape[0];
+        CHECK(pos.dtype == TSR_DTYPE_I64 && pos.shape[0] == 3 && pos.shape[1] == T);
+        tsr_embed_span spans[4];
+        size_t n_spans = 0;
+        const int32_t *st = starts.data, *ln = lens.data;
+        int64_t row = 0;
+        for (int64_t i = 0; i < starts.shape[0] && n_spans < 4; i++, n_spans++) {
+            spans[n_spans].start = st[i];
+            spans[n_spans].n_tokens = ln[i];
+            spans[n_spans].data = (const float *)emb.data + row * D;
+            row += ln[i];
+        }
+        float *logits = malloc((size_t)T * (size_t)V * sizeof *logits);
+        tsr_session_reset(s);
+        tsr_decode_input in = tsr_decode_input_default();
+        in.ids = ids.data;
+        in.n_ids = T;
+        in.spans = spans;
+        in.n_spans = n_spans;
+        in.position_ids = pos.data;
+        in.n_pos_rows = 3;
+        in.logits_all = 1;
+        CHECK_OK(tsr_session_decode(s, &in, logits, (size_t)T * (size_t)V, &err), &err);
+        double d = max_abs_diff(logits, prefill.data, (size_t)T * (size_t)V);
+        CHECK_MSG(d <= TOL, "qwen2_vl p%d prefill: max abs diff %g", p, d);
+        worst = d > worst ? d : worst;
+        const int32_t *g = greedy.data;
+        for (int i = 0; i < 32; i++) {
+            int32_t id = argmax(tsr_session_logits(s), V);
+            CHECK_MSG(id == g[i], "qwen2_vl p%d greedy[%d]: %d, expected %d", p, i, id, g[i]);
+            if (id != g[i]) break;
+            tsr_decode_input one = tsr_decode_input_default();
+            one.ids = &id;
+            one.n_ids = 1;
+            CHECK_OK(tsr_session_decode(s, &one, NULL, 0, &err), &err);
+            if (i < 16) {
+                d = max_abs_diff(tsr_session_logits(s), (const float *)steps.data + (size_t)i * V,
+                                 (size_t)V);
+                CHECK_MSG(d <= TOL, "qwen2_vl p%d step %d: max abs diff %g", p, i, d);
+                worst = d > worst ? d : worst;
+            }
+        }
+        free(logits);
+    }
+    tsr_session_free(s);
+    tsr_safetensors_close(exp);
+    tsr_model_free(m);
+    return worst;
+}
+
+static void test_mrope(void) {
+    printf("  qwen2_vl    max abs logit diff %.3g\n", run_qwen2_vl(256, 2));
+    printf("  qwen2_vl n_batch 5, 1 thread: max abs logit diff %.3g\n", run_qwen2_vl(5, 1));
+}
+
 int main(void) {
     tsr_test_run("parity", test_parity);
     tsr_test_run("chunked_prefill", test_chunked_prefill);
     tsr_test_run("model_facts", test_model_facts);
     tsr_test_run("spans_and_limits", test_spans_and_limits);
     tsr_test_run("generate", test_generate);
+    tsr_test_run("mrope", test_mrope);
     return tsr_test_finish();
 }

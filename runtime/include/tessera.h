@@ -635,9 +635,10 @@ tsr_status tsr_processor_run_prompt(const tsr_processor *p, const char *prompt,
 
 /* A model is loaded from a hub directory: config.json (text_config when nested),
  * generation_config.json (eos ids), model.safetensors or the shards named by
- * model.safetensors.index.json. Text decoders of model_type "qwen2", "llama" and "mistral"
- * are supported: GQA, RMSNorm, SwiGLU, q/k/v bias (qwen2), tied or untied embeddings, RoPE
- * "default" and "llama3" scaling, Mistral's sliding window. Weights are mmapped; F32 tensors
+ * model.safetensors.index.json. Text decoders of model_type "qwen2", "llama", "mistral" and
+ * "qwen2_vl" (its language model; the visual.* tensors are left to the vision encoder) are
+ * supported: GQA, RMSNorm, SwiGLU, q/k/v bias (qwen2), tied or untied embeddings, RoPE
+ * "default" and "llama3" scaling, Qwen2-VL's M-RoPE (mrope_section), Mistral's sliding window. Weights are mmapped; F32 tensors
  * are used in place, F16 / BF16 tensors are converted to F32 once at load (compute is F32).
  * Loading validates everything before the first forward: unknown model_type, config values
  * (heads dividing hidden_size, kv heads dividing heads, rope settings), every expected
@@ -708,8 +709,10 @@ typedef struct tsr_decode_input {
     int64_t n_ids;
     const tsr_embed_span *spans; /* media embeddings (sorted, non-overlapping); may be NULL */
     size_t n_spans;
-    /* Explicit positions: [n_pos_rows, n_ids] (3 rows for Qwen2-VL M-RoPE). NULL: positions
-     * continue from n_past. Not yet supported (UNSUPPORTED). */
+    /* Explicit RoPE positions: [n_pos_rows, n_ids] values in [0, 2^31), 1 row or 3 (Qwen2-VL
+     * M-RoPE rows t, h, w, as transformers' get_rope_index returns them). The KV cache and
+     * causal mask still follow the order of the tokens. NULL: positions continue after the
+     * last one used (n_past for text; after an explicit input, 1 + its largest position). */
     const int64_t *position_ids;
     int32_t n_pos_rows;
     /* MLlama cross-attention states [n_media_tokens, hidden]; not yet supported. */

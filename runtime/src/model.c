@@ -29,12 +29,15 @@ typedef struct family_defaults {
     int64_t vocab, dim, ffn, layers, heads, kv_heads, max_pos;
     double eps;
     int64_t sliding_window; /* mistral: 4096 */
+    double rope_theta;
 } family_defaults;
 
 static const family_defaults FAMILIES[] = {
-    {"llama", 32000, 4096, 11008, 32, 32, -1, 2048, 1e-6, 0},
-    {"mistral", 32000, 4096, 14336, 32, 32, 8, 4096 * 32, 1e-6, 4096},
-    {"qwen2", 151936, 4096, 22016, 32, 32, 32, 32768, 1e-6, 0},
+    {"llama", 32000, 4096, 11008, 32, 32, -1, 2048, 1e-6, 0, 10000.0},
+    {"mistral", 32000, 4096, 14336, 32, 32, 8, 4096 * 32, 1e-6, 4096, 10000.0},
+    {"qwen2", 151936, 4096, 22016, 32, 32, 32, 32768, 1e-6, 0, 10000.0},
+    /* Qwen2VLTextConfig (the language model of Qwen2VLForConditionalGeneration). */
+    {"qwen2_vl", 152064, 8192, 29568, 80, 64, 8, 32768, 1e-5, 0, 1000000.0},
 };
 
 #define CFG "config.json"
@@ -48,7 +51,8 @@ static tsr_status get_i32(const cJSON *o, const char *key, int64_t dflt, int64_t
 }
 
 /* rope_parameters (transformers 5) or rope_theta + rope_scaling (earlier hub files). */
-static tsr_status parse_rope(const cJSON *tc, tsr__decoder_config *c, tsr_error *err) {
+static tsr_status parse_rope(const cJSON *tc, double theta, tsr__decoder_config *c,
+                             tsr_error *err) {
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(tc, "rope_parameters");
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(tc, "rope_scaling");
     if (rp && !cJSON_IsNull(rp) && !cJSON_IsObject(rp))
@@ -56,7 +60,7 @@ static tsr_status parse_rope(const cJSON *tc, tsr__decoder_config *c, tsr_error 
     if (rs && !cJSON_IsNull(rs) && !cJSON_IsObject(rs))
         return TSR_FAIL(err, TSR_ERR_FORMAT, CFG ": \"rope_scaling\" must be an object or null");
     const cJSON *scal = cJSON_IsObject(rp) ? rp : (cJSON_IsObject(rs) ? rs : NULL);
-    tsr_status st = tsr__json_double(tc, "rope_theta", 10000.0, 1e-6, 1e12, &c->rope_theta, CFG,
+    tsr_status st = tsr__json_double(tc, "rope_theta", theta, 1e-6, 1e12, &c->rope_theta, CFG,
                                      err);
     if (!st && cJSON_IsObject(rp))
         st = tsr__json_double(rp, "rope_theta", c->rope_theta, 1e-6, 1e12, &c->rope_theta,
@@ -70,7 +74,8 @@ static tsr_status parse_rope(const cJSON *tc, tsr__decoder_config *c, tsr_error 
     if (!st && !type) st = tsr__json_string(scal, "type", "default", &type, CFG ": rope scaling", err);
     if (st) return st;
     const char *sctx = CFG ": rope scaling";
-    if (!strcmp(type, "default")) return TSR_OK;
+    /* Qwen2-VL hub files say "mrope"; transformers computes it as "default". */
+    if (!strcmp(type, "default") || (c->mrope && !strcmp(type, "mrope"))) return TSR_OK;
     if (!strcmp(type, "linear")) {
         c->rope_type = TSR__ROPE_LINEAR;
         return tsr__json_double(scal, "factor", NAN, 1e-6, 1e6, &c->rope_factor, sctx, err);
@@ -103,6 +108,33 @@ static tsr_status parse_rope(const cJSON *tc, tsr__decoder_config *c, tsr_error 
                     "(default, linear, llama3 are)", type);
 }
 
+/* Qwen2-VL: mrope_section (3 counts of head_dim/2 frequencies) in rope_parameters or the
+ * legacy rope_scaling; transformers' default is [16, 24, 24]. */
+static tsr_status parse_mrope(const cJSON *tc, tsr__decoder_config *c, tsr_error *err) {
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(tc, "rope_parameters");
+    if (!cJSON_IsObject(rp)) rp = cJSON_GetObjectItemCaseSensitive(tc, "rope_scaling");
+    const cJSON *ms = cJSON_IsObject(rp) ? cJSON_GetObjectItemCaseSensitive(rp, "mrope_section")
+                                         : NULL;
+    int32_t sec[3] = {16, 24, 24};
+    if (ms && !cJSON_IsNull(ms)) {
+        if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) != 3)
+            return TSR_FAIL(err, TSR_ERR_FORMAT, CFG ": mrope_section must be 3 integers");
+        int i = 0;
+        for (const cJSON *e = ms->child; e; e = e->next, i++) {
+            double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
+            if (!(d >= 0 && d <= MAX_DIM) || d != floor(d))
+                return TSR_FAIL(err, TSR_ERR_FORMAT, CFG ": mrope_section must be 3 integers >= 0");
+            sec[i] = (int32_t)d;
+        }
+    }
+    if ((int64_t)sec[0] + sec[1] + sec[2] != c->head_dim / 2)
+        return TSR_FAIL(err, TSR_ERR_FORMAT,
+                        CFG ": mrope_section [%d, %d, %d] must sum to head_dim / 2 (%d)", sec[0],
+                        sec[1], sec[2], c->head_dim / 2);
+    memcpy(c->mrope_section, sec, sizeof sec);
+    return TSR_OK;
+}
+
 static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_error *err) {
     memset(c, 0, sizeof *c);
     const char *mt = NULL;
@@ -114,7 +146,8 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
         if (!strcmp(FAMILIES[i].model_type, mt)) fam = &FAMILIES[i];
     if (!fam)
         return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
-                        CFG ": model_type \"%s\" is not supported (qwen2, llama, mistral are)", mt);
+                        CFG ": model_type \"%s\" is not supported (qwen2, qwen2_vl, llama, mistral "
+                            "are)", mt);
     snprintf(c->model_type, sizeof c->model_type, "%s", mt);
     /* A text decoder nested as text_config (multimodal checkpoints) takes precedence. */
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
@@ -137,8 +170,17 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
         return TSR_FAIL(err, TSR_ERR_FORMAT,
                         CFG ": num_attention_heads (%d) does not divide hidden_size (%d)",
                         c->n_heads, c->dim);
-    if ((st = get_i32(tc, "head_dim", c->dim / c->n_heads, 1, MAX_DIM, &c->head_dim, err)))
+    c->mrope = !strcmp(mt, "qwen2_vl");
+    if (c->mrope) {
+        /* Qwen2VLAttention takes hidden_size / num_attention_heads, whatever head_dim says. */
+        if (c->dim % c->n_heads)
+            return TSR_FAIL(err, TSR_ERR_FORMAT,
+                            CFG ": num_attention_heads (%d) does not divide hidden_size (%d)",
+                            c->n_heads, c->dim);
+        c->head_dim = c->dim / c->n_heads;
+    } else if ((st = get_i32(tc, "head_dim", c->dim / c->n_heads, 1, MAX_DIM, &c->head_dim, err))) {
         return st;
+    }
     if (c->head_dim % 2)
         return TSR_FAIL(err, TSR_ERR_FORMAT, CFG ": head_dim (%d) must be even for RoPE",
                         c->head_dim);
@@ -163,7 +205,7 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
         (st = tsr__json_bool(tc, "tie_word_embeddings", b, &b, CFG, err)))
         return st;
     c->tied = b;
-    if (!strcmp(mt, "qwen2")) {
+    if (!strcmp(mt, "qwen2") || c->mrope) {
         c->qkv_bias = 1;
         if ((st = tsr__json_bool(tc, "use_sliding_window", false, &b, CFG, err))) return st;
         if (b)
@@ -183,7 +225,8 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
         const cJSON *swj = cJSON_GetObjectItemCaseSensitive(tc, "sliding_window");
         c->sliding_window = swj ? sw : fam->sliding_window;
     }
-    return parse_rope(tc, c, err);
+    if ((st = parse_rope(tc, fam->rope_theta, c, err))) return st;
+    return c->mrope ? parse_mrope(tc, c, err) : TSR_OK;
 }
 
 void tsr__rope_inv_freq(const tsr__decoder_config *c, float *inv_freq) {
@@ -318,6 +361,9 @@ static int ignorable(const tsr__decoder_config *c, const char *name) {
     size_t n = strlen(name);
     const char *suf = "rotary_emb.inv_freq";
     if (n >= strlen(suf) && !strcmp(name + n - strlen(suf), suf)) return 1;
+    /* The vision tower of a multimodal checkpoint is the vision encoder's to load. */
+    if (c->mrope && (!strncmp(name, "visual.", 7) || !strncmp(name, "model.visual.", 13)))
+        return 1;
     return c->tied && !strcmp(name, "lm_head.weight");
 }
 

@@ -21,13 +21,21 @@ Cases (random weights, seed fixed, hidden 64):
   llama        Llama, llama3 rope scaling (legacy rope_theta/rope_scaling keys), GQA 4/1, tied
   mistral      Mistral, GQA 4/2, untied, two shards + model.safetensors.index.json; the second
                shard (layer 1, final norm) stored in f16, the reference upcasting it to f32
+  qwen2_vl     Qwen2VLForConditionalGeneration (transformers 5 layout: text_config, a tiny
+               vision tower whose visual.* tensors the decoder must skip), GQA 4/2,
+               head_dim 16, mrope_section [2, 3, 3], untied. Its expected file holds, per
+               prompt, ids with <|vision_start|> <|image_pad|>xN <|vision_end|> spans, the 3-row
+               M-RoPE positions from get_rope_index (p<i>.positions I64 [3, T]), random image
+               embeddings fed through inputs_embeds (p<i>.image_embeds F32 [N, 64], placed at
+               p<i>.image_starts / p<i>.image_lens), prefill logits, then greedy steps at
+               positions max + 1, max + 2, ... (generate()'s rope_deltas), no tokenizer.
 The bf16 variant carries only the first prompt and no tokenizer (fixture size).
 
 tests/fixtures/decoder/sampler.json: fixed logits through transformers' logits processors
 (RepetitionPenalty, Temperature, TopK, TopP, MinP, in generate()'s order) and an OpenAI-style
 frequency/presence penalty reference (logit -= freq*count + presence*(count>0) over generated
 ids), -inf written as null.
-Usage: gen_decoder.py FIXTURES_DIR
+Usage: gen_decoder.py FIXTURES_DIR [CASE,...]   (default: every case)
 """
 import json
 import math
@@ -38,11 +46,13 @@ import sys
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LogitsProcessorList,
-                          MinPLogitsWarper, MistralConfig, Qwen2Config,
+                          MinPLogitsWarper, MistralConfig, Qwen2Config, Qwen2VLConfig,
+                          Qwen2VLForConditionalGeneration,
                           RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
                           TopKLogitsWarper, TopPLogitsWarper)
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
+ONLY = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else None
 OUT = os.path.join(ROOT, "decoder")
 TOK = os.path.join(ROOT, "tokenizer")
 N_STEPS = 16
@@ -153,6 +163,85 @@ def reference(d, prompts, out_path, tok_dir=None):
     save_file(tensors, out_path, metadata=meta)
 
 
+# Qwen2-VL: token ids of the tiny vocabulary (512) used for the media markers.
+VL_START, VL_END, VL_IMAGE = 498, 499, 500
+# (text before, [(grid_thw, text after)...]) per prompt; llm grid = (t, h/2, w/2).
+VL_PROMPTS = [
+    ([11, 12, 13, 14, 15], [((1, 4, 6), [21, 22, 23, 24, 25, 26])]),
+    ([31, 32, 33], [((1, 2, 4), [41, 42]), ((1, 4, 4), [51, 52, 53, 54])]),
+]
+
+
+@torch.no_grad()
+def build_qwen2_vl():
+    name = "qwen2_vl"
+    d = os.path.join(OUT, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(4)
+    cfg = Qwen2VLConfig(
+        text_config=dict(vocab_size=512, hidden_size=64, intermediate_size=160,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, rms_norm_eps=1e-6,
+                         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
+                                          "rope_theta": 10000.0},
+                         bos_token_id=None, eos_token_id=497),
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=VL_IMAGE, video_token_id=501, vision_start_token_id=VL_START,
+        vision_end_token_id=VL_END, tie_word_embeddings=False)
+    model = Qwen2VLForConditionalGeneration(cfg).to(torch.float32)
+    for n, p in model.named_parameters():
+        if n.endswith("norm.weight") or "layernorm" in n:
+            p.copy_(1.0 + 0.1 * torch.randn_like(p))
+        else:
+            p.copy_(torch.randn_like(p) * 0.08)
+    model.save_pretrained(d)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(d, dtype=torch.float32).eval()
+    emb_layer = model.get_input_embeddings()
+    g = torch.Generator().manual_seed(5)
+    tensors = {}
+    for i, (head, images) in enumerate(VL_PROMPTS):
+        ids, grids, starts, lens = list(head), [], [], []
+        for grid, tail in images:
+            n = grid[0] * (grid[1] // 2) * (grid[2] // 2)
+            ids.append(VL_START)
+            starts.append(len(ids))
+            lens.append(n)
+            ids += [VL_IMAGE] * n + [VL_END] + tail
+            grids.append(list(grid))
+        x = torch.tensor([ids])
+        mm = (x == VL_IMAGE).int()
+        pos, delta = model.model.get_rope_index(x, mm_token_type_ids=mm,
+                                                image_grid_thw=torch.tensor(grids))
+        img = torch.randn(sum(lens), 64, generator=g) * 0.5
+        embeds = emb_layer(x).clone()
+        embeds[0, x[0] == VL_IMAGE] = img
+        out = model(inputs_embeds=embeds, position_ids=pos, use_cache=True)
+        tensors["p%d.ids" % i] = x[0].to(torch.int32)
+        tensors["p%d.positions" % i] = pos[:, 0, :].to(torch.int64).contiguous()
+        tensors["p%d.image_embeds" % i] = img.contiguous()
+        tensors["p%d.image_starts" % i] = torch.tensor(starts, dtype=torch.int32)
+        tensors["p%d.image_lens" % i] = torch.tensor(lens, dtype=torch.int32)
+        tensors["p%d.prefill" % i] = out.logits[0].float().contiguous()
+        cache, last = out.past_key_values, out.logits[0, -1]
+        nxt_pos = int(pos.max()) + 1
+        assert nxt_pos == len(ids) + int(delta[0, 0])
+        greedy, steps = [], []
+        for s in range(N_GREEDY):
+            nxt = int(torch.argmax(last))
+            greedy.append(nxt)
+            p = torch.full((3, 1, 1), nxt_pos + s, dtype=torch.long)
+            out = model(input_ids=torch.tensor([[nxt]]), position_ids=p, cache=cache,
+                        use_cache=True)
+            cache, last = out.past_key_values, out.logits[0, -1]
+            if s < N_STEPS:
+                steps.append(last.float().clone())
+        tensors["p%d.steps" % i] = torch.stack(steps).contiguous()
+        tensors["p%d.greedy" % i] = torch.tensor(greedy, dtype=torch.int32)
+    save_file(tensors, os.path.join(OUT, name + ".expected.safetensors"))
+
+
 def sampler_cases():
     g = torch.Generator().manual_seed(7)
     V = 64
@@ -206,6 +295,10 @@ def sampler_cases():
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if ONLY is None or "qwen2_vl" in ONLY:
+        build_qwen2_vl()
+    if ONLY is not None and not (ONLY - {"qwen2_vl"}):
+        return
     tq = AutoTokenizer.from_pretrained(os.path.join(TOK, "qwen2"))
     vq = len(tq)
     qcfg = Qwen2Config(vocab_size=vq, hidden_size=64, intermediate_size=160, num_hidden_layers=3,
