@@ -62,6 +62,15 @@ static const bad_case CASES[] = {
     {"rope_scaling not object", "{\"rope_scaling\": 3}", NULL, W_LINK, NULL, TSR_ERR_FORMAT,
      "rope_scaling"},
     {"negative theta", "{\"rope_theta\": -1}", NULL, W_LINK, NULL, TSR_ERR_FORMAT, "rope_theta"},
+    {"mrope section sum", "{\"model_type\": \"qwen2_vl\", \"rope_parameters\": "
+     "{\"rope_type\": \"default\", \"mrope_section\": [2, 3, 4]}}", NULL, W_LINK, NULL,
+     TSR_ERR_FORMAT, "mrope_section [2, 3, 4] must sum to head_dim / 2 (8)"},
+    {"mrope section not integers", "{\"model_type\": \"qwen2_vl\", \"rope_parameters\": "
+     "{\"rope_type\": \"default\", \"mrope_section\": [2, 3.5, 3]}}", NULL, W_LINK, NULL,
+     TSR_ERR_FORMAT, "mrope_section must be 3 integers"},
+    {"mrope section short", "{\"model_type\": \"qwen2_vl\", \"rope_scaling\": "
+     "{\"type\": \"mrope\", \"mrope_section\": [4, 4]}}", NULL, W_LINK, NULL,
+     TSR_ERR_FORMAT, "mrope_section must be 3 integers"},
     {"gelu", "{\"hidden_act\": \"gelu\"}", NULL, W_LINK, NULL, TSR_ERR_UNSUPPORTED, "gelu"},
     {"qwen2 sliding window", "{\"use_sliding_window\": true}", NULL, W_LINK, NULL,
      TSR_ERR_UNSUPPORTED, "use_sliding_window"},

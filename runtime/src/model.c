@@ -111,8 +111,9 @@ static tsr_status parse_rope(const cJSON *tc, double theta, tsr__decoder_config 
 /* Qwen2-VL: mrope_section (3 counts of head_dim/2 frequencies) in rope_parameters or the
  * legacy rope_scaling; transformers' default is [16, 24, 24]. */
 static tsr_status parse_mrope(const cJSON *tc, tsr__decoder_config *c, tsr_error *err) {
-    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(tc, "rope_parameters");
-    if (!cJSON_IsObject(rp)) rp = cJSON_GetObjectItemCaseSensitive(tc, "rope_scaling");
+    /* Qwen2VLTextConfig: rope_scaling, when given, replaces rope_parameters. */
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(tc, "rope_scaling");
+    if (!cJSON_IsObject(rp)) rp = cJSON_GetObjectItemCaseSensitive(tc, "rope_parameters");
     const cJSON *ms = cJSON_IsObject(rp) ? cJSON_GetObjectItemCaseSensitive(rp, "mrope_section")
                                          : NULL;
     int32_t sec[3] = {16, 24, 24};
