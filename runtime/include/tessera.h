@@ -680,7 +680,10 @@ typedef struct tsr_session_params {
     size_t size;       /* sizeof(tsr_session_params) */
     int64_t n_ctx;     /* positions the KV cache holds; 0: min(max_position_embeddings, 4096) */
     int64_t n_batch;   /* prefill chunk (tokens per forward); default 256 */
-    int32_t n_threads; /* worker threads incl. the caller; 0: online CPUs (at most 16) */
+    int32_t n_threads; /* worker threads incl. the caller; 0: online CPUs (at most 16).
+                        * The workers split every matrix product and call OpenBLAS, which the
+                        * first session sets to one thread (openblas_set_num_threads, for the
+                        * whole process). */
 } tsr_session_params;
 
 tsr_session_params tsr_session_params_default(void);
