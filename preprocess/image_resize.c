@@ -249,6 +249,192 @@ static void horizontal_pass(const uint8_t *src, int32_t in_w, int32_t rows, int 
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* 16-bit multiply-add passes (AVX2)                                                   */
+/* ---------------------------------------------------------------------------------- */
+
+/* The 22-bit coefficients do not fit the 16-bit multipliers (vpmaddwd: pairs of
+ * int16 x int16 summed into int32), so each is split as k = kh * 2^11 + kl with
+ * kl in [0, 2^11) and kh = floor(k / 2^11), and a pass accumulates sum(src * kh) and
+ * sum(src * kl) separately, then forms (sum_h << 11) + sum_l.
+ *
+ * Exactness, for any number of taps: every product is exact (src <= 255, |kh| < 2^12
+ * because |k| < 2^23 by the check in axis_precompute, kl < 2^11; a pair sum stays below
+ * 2^21). The 32-bit lane additions and the shift wrap modulo 2^32, so the result is
+ * congruent to ROUND_HALF + sum(src * k) modulo 2^32; axis_precompute checked that this
+ * value lies in int32, hence the wrapped result equals it. The bytes are therefore those
+ * of the 32-bit path. */
+#define SPLIT_BITS 11
+
+/* kh and kl of two taps, as the int16 pairs vpmaddwd multiplies (tap a in the low half). */
+static void split_pair(int32_t ka, int32_t kb, int32_t *hi, int32_t *lo) {
+    const int32_t la = (int32_t)((uint32_t)ka & ((1u << SPLIT_BITS) - 1));
+    const int32_t lb = (int32_t)((uint32_t)kb & ((1u << SPLIT_BITS) - 1));
+    const int32_t ha = (ka - la) / (1 << SPLIT_BITS), hb = (kb - lb) / (1 << SPLIT_BITS);
+    *hi = (int32_t)((uint32_t)(uint16_t)(int16_t)ha | (uint32_t)(uint16_t)(int16_t)hb << 16);
+    *lo = (int32_t)((uint32_t)(uint16_t)la | (uint32_t)(uint16_t)lb << 16);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2_PASSES 1
+#include <immintrin.h>
+
+static int cpu_has_avx2(void) {
+    static int cached = -1; /* benign race: every thread stores the same value */
+    if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return cached;
+}
+
+/* Horizontal table for the AVX2 pass: output x reads 4 * steps source pixels from
+ * pixel start in steps of 4 taps (taps past the filter's own are zero); per step two
+ * 8-lane vectors, the kh pairs and the kl pairs, laid out as the pass's shuffled
+ * pixels: lanes 0-3 (taps 0, 1), lanes 4-7 (taps 2, 3). A step loads 16 bytes: for RGB
+ * its 4 pixels are 12 of them, so the load either starts at the step's first pixel
+ * (forward) or ends with its last one (backward, 4 bytes earlier), whichever stays in
+ * the row. A window that would run past the row's end slides left, with leading zero
+ * taps. */
+typedef struct hsplit_table {
+    int32_t stride;  /* steps per output in k */
+    int32_t *offset; /* [out_size] byte offset of the first load in the row */
+    int32_t *steps;  /* [out_size] steps * 2 + (1 if the loads are backward) */
+    int32_t *k;      /* [out_size][stride][2][8] */
+} hsplit_table;
+
+static void hsplit_free(hsplit_table *t) {
+    tsr__free(t->offset);
+    tsr__free(t->steps);
+    tsr__free(t->k);
+    memset(t, 0, sizeof *t);
+}
+
+/* Builds the table for rows of in_w pixels of C bytes. Returns TSR_OK and leaves
+ * t->k NULL when rows are too short for this pass (the caller then runs the 32-bit
+ * one). */
+static tsr_status hsplit_build(const axis_coeffs *ax, int32_t in_w, int C, hsplit_table *t,
+                               tsr_error *err) {
+    memset(t, 0, sizeof *t);
+    const int32_t stride = (ax->ksize + 3) / 4;
+    /* With in_w >= 4 * stride + 4 every RGB window either starts at pixel 2 or later
+     * (backward loads stay in the row) or ends by in_w - 2 (forward loads do). */
+    if ((int64_t)in_w < 4 * (int64_t)stride + (C == 3 ? 4 : 0)) return TSR_OK;
+    size_t kbytes;
+    if (!tsr__mul3_size((size_t)ax->out_size, (size_t)stride, 16 * sizeof(int32_t), &kbytes))
+        return TSR_OK;
+    t->stride = stride;
+    t->offset = tsr__malloc((size_t)ax->out_size * sizeof(int32_t));
+    t->steps = tsr__malloc((size_t)ax->out_size * sizeof(int32_t));
+    t->k = tsr__malloc(kbytes);
+    if (!t->offset || !t->steps || !t->k) {
+        hsplit_free(t);
+        return TSR_FAIL(err, TSR_ERR_OOM, "cannot allocate %zu bytes of coefficients", kbytes);
+    }
+    for (int32_t x = 0; x < ax->out_size; x++) {
+        const int32_t n = ax->count[x], steps = (n + 3) / 4;
+        int32_t start = ax->start[x];
+        if (start + 4 * steps > in_w) start = in_w - 4 * steps; /* >= 4 by the check above */
+        const int32_t lead = ax->start[x] - start;
+        const int back = C == 3 && start >= 2;
+        const int32_t *k = ax->k + (size_t)x * (size_t)ax->ksize;
+        int32_t *o = t->k + (size_t)x * (size_t)stride * 16;
+        for (int32_t s = 0; s < steps; s++, o += 16) {
+            int32_t c[4];
+            for (int j = 0; j < 4; j++) {
+                int32_t i = 4 * s + j - lead;
+                c[j] = i >= 0 && i < n ? k[i] : 0;
+            }
+            int32_t h01, l01, h23, l23;
+            split_pair(c[0], c[1], &h01, &l01);
+            split_pair(c[2], c[3], &h23, &l23);
+            for (int j = 0; j < 4; j++) {
+                o[j] = h01;
+                o[4 + j] = h23;
+                o[8 + j] = l01;
+                o[12 + j] = l23;
+            }
+        }
+        t->offset[x] = start * C - 4 * back;
+        t->steps[x] = steps * 2 + back;
+    }
+    return TSR_OK;
+}
+
+/* R rows (R constant) of one output pixel each... all outputs of R rows. A step
+ * broadcasts 16 source bytes to both 128-bit halves and shuffles pixels (0, 1) into the
+ * low half and (2, 3) into the high half as int16 pairs per channel (R0 R1 G0 G1 B0 B1
+ * [A0 A1]); two vpmaddwd against the kh and kl pairs accumulate per channel. */
+__attribute__((target("avx2"), always_inline)) static inline void
+hsplit_rows(const uint8_t *src, size_t ss, const int R, const int C, const hsplit_table *t,
+            int32_t out_w, uint8_t *dst, size_t ds) {
+    const __m256i shuf_fwd =
+        C == 3 ? _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1, 6,
+                                  -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1)
+               : _mm256_setr_epi8(0, -1, 4, -1, 1, -1, 5, -1, 2, -1, 6, -1, 3, -1, 7, -1, 8,
+                                  -1, 12, -1, 9, -1, 13, -1, 10, -1, 14, -1, 11, -1, 15, -1);
+    /* RGB pixels in bytes 4-15 of the load */
+    const __m256i shuf_back = _mm256_setr_epi8(4, -1, 7, -1, 5, -1, 8, -1, 6, -1, 9, -1, -1, -1,
+                                               -1, -1, 10, -1, 13, -1, 11, -1, 14, -1, 12, -1,
+                                               15, -1, -1, -1, -1, -1);
+    const __m256i init = _mm256_setr_epi32(ROUND_HALF, ROUND_HALF, ROUND_HALF, ROUND_HALF, 0,
+                                           0, 0, 0);
+    for (int32_t x = 0; x < out_w; x++) {
+        const int32_t steps = t->steps[x] >> 1;
+        const __m256i shuf = (t->steps[x] & 1) ? shuf_back : shuf_fwd;
+        const uint8_t *p = src + t->offset[x];
+        const int32_t *k = t->k + (size_t)x * (size_t)t->stride * 16;
+        __m256i ah[4], al[4];
+        for (int r = 0; r < R; r++) {
+            ah[r] = _mm256_setzero_si256();
+            al[r] = init;
+        }
+        for (int32_t s = 0; s < steps; s++, p += 4 * C, k += 16) {
+            const __m256i kh = _mm256_loadu_si256((const __m256i *)k);
+            const __m256i kl = _mm256_loadu_si256((const __m256i *)(k + 8));
+            for (int r = 0; r < R; r++) {
+                __m256i v = _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128((const __m128i *)(p + (size_t)r * ss)));
+                v = _mm256_shuffle_epi8(v, shuf);
+                ah[r] = _mm256_add_epi32(ah[r], _mm256_madd_epi16(v, kh));
+                al[r] = _mm256_add_epi32(al[r], _mm256_madd_epi16(v, kl));
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            __m256i a = _mm256_add_epi32(_mm256_slli_epi32(ah[r], SPLIT_BITS), al[r]);
+            __m128i v = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+            v = _mm_srai_epi32(v, PRECISION_BITS);
+            v = _mm_packus_epi16(_mm_packs_epi32(v, v), v);
+            uint32_t px = (uint32_t)_mm_cvtsi128_si32(v);
+            uint8_t *d = dst + (size_t)r * ds + (size_t)x * C;
+            if (C == 4 || x + 1 < out_w) /* RGB: the 4th byte is the next pixel's, written next */
+                memcpy(d, &px, 4);
+            else
+                memcpy(d, &px, 3);
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void hsplit_pass3(const uint8_t *src, size_t ss,
+                                                        int32_t rows, const hsplit_table *t,
+                                                        int32_t out_w, uint8_t *dst,
+                                                        size_t ds) {
+    int32_t y = 0;
+    for (; y + 4 <= rows; y += 4)
+        hsplit_rows(src + (size_t)y * ss, ss, 4, 3, t, out_w, dst + (size_t)y * ds, ds);
+    for (; y < rows; y++)
+        hsplit_rows(src + (size_t)y * ss, ss, 1, 3, t, out_w, dst + (size_t)y * ds, ds);
+}
+
+__attribute__((target("avx2"))) static void hsplit_pass4(const uint8_t *src, size_t ss,
+                                                        int32_t rows, const hsplit_table *t,
+                                                        int32_t out_w, uint8_t *dst,
+                                                        size_t ds) {
+    int32_t y = 0;
+    for (; y + 4 <= rows; y += 4)
+        hsplit_rows(src + (size_t)y * ss, ss, 4, 4, t, out_w, dst + (size_t)y * ds, ds);
+    for (; y < rows; y++)
+        hsplit_rows(src + (size_t)y * ss, ss, 1, 4, t, out_w, dst + (size_t)y * ds, ds);
+}
+#endif /* x86-64 */
+
+/* ---------------------------------------------------------------------------------- */
 /* Vertical pass                                                                       */
 /* ---------------------------------------------------------------------------------- */
 
@@ -291,6 +477,25 @@ static tsr_status run_horizontal(const uint8_t *src, int32_t in_w, int32_t rows,
     axis_coeffs ax;
     tsr_status st = axis_precompute(in_w, out_w, f, &ax, err);
     if (st != TSR_OK) return st;
+#ifdef HAVE_AVX2_PASSES
+    if (cpu_has_avx2()) {
+        hsplit_table t;
+        st = hsplit_build(&ax, in_w, C, &t, err);
+        if (st == TSR_OK && t.k) {
+            const size_t ss = (size_t)in_w * C, ds = (size_t)out_w * C;
+            if (C == 3)
+                hsplit_pass3(src, ss, rows, &t, out_w, dst, ds);
+            else
+                hsplit_pass4(src, ss, rows, &t, out_w, dst, ds);
+        }
+        int done = st != TSR_OK || t.k;
+        hsplit_free(&t);
+        if (done) {
+            axis_free(&ax);
+            return st;
+        }
+    }
+#endif
     size_t tbytes = (size_t)in_w * HBLOCK_ROWS * (size_t)C; /* in_w*C fits: src exists */
     uint8_t *t = tsr__malloc(tbytes);
     if (!t) {
