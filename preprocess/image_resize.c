@@ -265,6 +265,10 @@ static void horizontal_pass(const uint8_t *src, int32_t in_w, int32_t rows, int 
  * of the 32-bit path. */
 #define SPLIT_BITS 11
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2_PASSES 1
+#include <immintrin.h>
+
 /* kh and kl of two taps, as the int16 pairs vpmaddwd multiplies (tap a in the low half). */
 static void split_pair(int32_t ka, int32_t kb, int32_t *hi, int32_t *lo) {
     const int32_t la = (int32_t)((uint32_t)ka & ((1u << SPLIT_BITS) - 1));
@@ -273,10 +277,6 @@ static void split_pair(int32_t ka, int32_t kb, int32_t *hi, int32_t *lo) {
     *hi = (int32_t)((uint32_t)(uint16_t)(int16_t)ha | (uint32_t)(uint16_t)(int16_t)hb << 16);
     *lo = (int32_t)((uint32_t)(uint16_t)la | (uint32_t)(uint16_t)lb << 16);
 }
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_AVX2_PASSES 1
-#include <immintrin.h>
 
 static int cpu_has_avx2(void) {
     static int cached = -1; /* benign race: every thread stores the same value */
@@ -440,7 +440,7 @@ __attribute__((target("avx2"))) static void hsplit_pass4(const uint8_t *src, siz
 
 /* Output row y = sum over taps of source rows start[y]+i, all row_len samples at once;
  * src rows are row_len bytes apart. Chunks of VCHUNK accumulators stay in registers. */
-HOT_CLONES static void vertical_pass(const uint8_t *src, size_t row_len,
+HOT_CLONES static void vertical_pass32(const uint8_t *src, size_t row_len,
                                      const axis_coeffs *ay, uint8_t *dst) {
     for (int32_t y = 0; y < ay->out_size; y++) {
         const int32_t *k = ay->k + (size_t)y * (size_t)ay->ksize;
@@ -464,6 +464,95 @@ HOT_CLONES static void vertical_pass(const uint8_t *src, size_t row_len,
             d[x0] = clip8(acc);
         }
     }
+}
+
+#ifdef HAVE_AVX2_PASSES
+/* The vertical pass on 16-bit multiply-adds (see the split above), 32 samples at a
+ * time: two source rows' bytes are interleaved into int16 pairs (tap i, tap i+1) and
+ * multiplied by the kh and kl pairs of the two taps, pk[y][p] = {kh pair, kl pair}; an
+ * odd last tap pairs with a zero coefficient. The in-lane unpacks are undone by the
+ * in-lane packs, so the bytes come out in order. Needs row_len >= 32; a tail shorter
+ * than 32 is redone by a last chunk ending at row_len. */
+__attribute__((target("avx2"))) static void vsplit_pass(const uint8_t *src, size_t row_len,
+                                                       const axis_coeffs *ay,
+                                                       const int32_t *pk, uint8_t *dst) {
+    const int32_t pstride = (ay->ksize + 1) / 2;
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i round = _mm256_set1_epi32(ROUND_HALF);
+    for (int32_t y = 0; y < ay->out_size; y++) {
+        const int32_t n = ay->count[y], pairs = n / 2;
+        const int32_t *k = pk + (size_t)y * (size_t)pstride * 2;
+        const uint8_t *s0 = src + (size_t)ay->start[y] * row_len;
+        uint8_t *d = dst + (size_t)y * row_len;
+        for (size_t x0 = 0; x0 < row_len; x0 += 32) {
+            if (x0 + 32 > row_len) x0 = row_len - 32;
+            __m256i h0 = zero, h1 = zero, h2 = zero, h3 = zero;
+            __m256i l0 = round, l1 = round, l2 = round, l3 = round;
+            const uint8_t *s = s0 + x0;
+            for (int32_t p = 0; p <= pairs; p++, s += 2 * row_len) {
+                __m256i a, b;
+                if (p < pairs) {
+                    a = _mm256_loadu_si256((const __m256i *)s);
+                    b = _mm256_loadu_si256((const __m256i *)(s + row_len));
+                } else if (n & 1) {
+                    a = b = _mm256_loadu_si256((const __m256i *)s); /* kb = 0 */
+                } else {
+                    break;
+                }
+                const __m256i kh = _mm256_set1_epi32(k[2 * p]);
+                const __m256i kl = _mm256_set1_epi32(k[2 * p + 1]);
+                const __m256i lo = _mm256_unpacklo_epi8(a, b), hi = _mm256_unpackhi_epi8(a, b);
+                __m256i v = _mm256_unpacklo_epi8(lo, zero);
+                h0 = _mm256_add_epi32(h0, _mm256_madd_epi16(v, kh));
+                l0 = _mm256_add_epi32(l0, _mm256_madd_epi16(v, kl));
+                v = _mm256_unpackhi_epi8(lo, zero);
+                h1 = _mm256_add_epi32(h1, _mm256_madd_epi16(v, kh));
+                l1 = _mm256_add_epi32(l1, _mm256_madd_epi16(v, kl));
+                v = _mm256_unpacklo_epi8(hi, zero);
+                h2 = _mm256_add_epi32(h2, _mm256_madd_epi16(v, kh));
+                l2 = _mm256_add_epi32(l2, _mm256_madd_epi16(v, kl));
+                v = _mm256_unpackhi_epi8(hi, zero);
+                h3 = _mm256_add_epi32(h3, _mm256_madd_epi16(v, kh));
+                l3 = _mm256_add_epi32(l3, _mm256_madd_epi16(v, kl));
+            }
+#define VSPLIT_SUM(h, l) \
+    _mm256_srai_epi32(_mm256_add_epi32(_mm256_slli_epi32(h, SPLIT_BITS), l), PRECISION_BITS)
+            const __m256i w01 = _mm256_packs_epi32(VSPLIT_SUM(h0, l0), VSPLIT_SUM(h1, l1));
+            const __m256i w23 = _mm256_packs_epi32(VSPLIT_SUM(h2, l2), VSPLIT_SUM(h3, l3));
+#undef VSPLIT_SUM
+            _mm256_storeu_si256((__m256i *)(d + x0), _mm256_packus_epi16(w01, w23));
+        }
+    }
+}
+#endif
+
+/* Vertical pass: src rows of row_len bytes -> ay->out_size rows in dst. */
+static tsr_status vertical_pass(const uint8_t *src, size_t row_len, const axis_coeffs *ay,
+                                uint8_t *dst, tsr_error *err) {
+#ifdef HAVE_AVX2_PASSES
+    size_t kbytes;
+    const size_t pstride = ((size_t)ay->ksize + 1) / 2;
+    if (row_len >= 32 && cpu_has_avx2() &&
+        tsr__mul3_size((size_t)ay->out_size, pstride, 2 * sizeof(int32_t), &kbytes)) {
+        int32_t *pk = tsr__malloc(kbytes);
+        if (!pk)
+            return TSR_FAIL(err, TSR_ERR_OOM, "cannot allocate %zu bytes of coefficients",
+                            kbytes);
+        for (int32_t y = 0; y < ay->out_size; y++) {
+            const int32_t *k = ay->k + (size_t)y * (size_t)ay->ksize;
+            int32_t *o = pk + (size_t)y * pstride * 2;
+            for (int32_t i = 0; i < ay->count[y]; i += 2, o += 2)
+                split_pair(k[i], i + 1 < ay->count[y] ? k[i + 1] : 0, &o[0], &o[1]);
+        }
+        vsplit_pass(src, row_len, ay, pk, dst);
+        tsr__free(pk);
+        return TSR_OK;
+    }
+#else
+    (void)err;
+#endif
+    vertical_pass32(src, row_len, ay, dst);
+    return TSR_OK;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -540,15 +629,16 @@ static tsr_status resample(const uint8_t *src, int32_t in_w, int32_t in_h, int C
         return run_horizontal(src, in_w, in_h, C, out_w, f, out->data, err);
     if ((st = axis_precompute(in_h, out_h, f, &ay, err)) != TSR_OK) return st;
     if (out_w == in_w) { /* vertical only */
-        vertical_pass(src, (size_t)in_w * C, &ay, out->data);
+        st = vertical_pass(src, (size_t)in_w * C, &ay, out->data, err);
         axis_free(&ay);
-        return TSR_OK;
+        return st;
     }
     if (vertical_first(in_w, in_h, out_w, out_h)) {
         /* in_w x in_h -> in_w x out_h -> out_w x out_h */
         if ((st = alloc_rows(&tmp, in_w, out_h, C, err)) == TSR_OK) {
-            vertical_pass(src, (size_t)in_w * C, &ay, tmp);
-            st = run_horizontal(tmp, in_w, out_h, C, out_w, f, out->data, err);
+            st = vertical_pass(src, (size_t)in_w * C, &ay, tmp, err);
+            if (st == TSR_OK)
+                st = run_horizontal(tmp, in_w, out_h, C, out_w, f, out->data, err);
         }
     } else {
         /* in_w x in_h -> out_w x (rows the vertical pass reads) -> out_w x out_h */
@@ -558,7 +648,7 @@ static tsr_status resample(const uint8_t *src, int32_t in_w, int32_t in_h, int C
         if ((st = alloc_rows(&tmp, out_w, last - first, C, err)) == TSR_OK) {
             st = run_horizontal(src + (size_t)first * (size_t)in_w * C, in_w, last - first, C,
                                 out_w, f, tmp, err);
-            if (st == TSR_OK) vertical_pass(tmp, (size_t)out_w * C, &ay, out->data);
+            if (st == TSR_OK) st = vertical_pass(tmp, (size_t)out_w * C, &ay, out->data, err);
         }
     }
     tsr__free(tmp);
