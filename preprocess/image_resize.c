@@ -278,11 +278,15 @@ static void split_pair(int32_t ka, int32_t kb, int32_t *hi, int32_t *lo) {
     *lo = (int32_t)((uint32_t)(uint16_t)la | (uint32_t)(uint16_t)lb << 16);
 }
 
+static int simd_disabled; /* tsr__image_resize_simd */
+
 static int cpu_has_avx2(void) {
     static int cached = -1; /* benign race: every thread stores the same value */
     if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
-    return cached;
+    return cached && !simd_disabled;
 }
+
+void tsr__image_resize_simd(int enable) { simd_disabled = !enable; }
 
 /* Horizontal table for the AVX2 pass: output x reads 4 * steps source pixels from
  * pixel start in steps of 4 taps (taps past the filter's own are zero); per step two
@@ -432,6 +436,8 @@ __attribute__((target("avx2"))) static void hsplit_pass4(const uint8_t *src, siz
     for (; y < rows; y++)
         hsplit_rows(src + (size_t)y * ss, ss, 1, 4, t, out_w, dst + (size_t)y * ds, ds);
 }
+#else
+void tsr__image_resize_simd(int enable) { (void)enable; }
 #endif /* x86-64 */
 
 /* ---------------------------------------------------------------------------------- */

@@ -85,6 +85,9 @@ void tsr__free(void *p);
 /* Failpoint control: fail allocation number n (1-based) counting from now; 0 disables.
  * Returns the number of allocations made since the last call. */
 long tsr__alloc_failpoint(long n);
+/* Tests: 0 makes tsr_image_resize use its portable 32-bit passes even where the CPU has
+ * the vector ones (AVX2), 1 (the default) lets it choose. Not thread-safe. */
+void tsr__image_resize_simd(int enable);
 
 /* Reads a whole file (at most max_bytes, 0 = no limit). *data is released with tsr__free. */
 tsr_status tsr__read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
