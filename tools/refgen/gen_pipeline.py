@@ -737,6 +737,8 @@ def minicpmo():
     fam.raw("raw_audio_5s", AU + "\nTranscribe.", audios=["a_5s.wav"], cli=True)
     fam.raw("raw_two_audio", "First " + AU + " then " + AU, audios=["a_0_1s.wav", "a_5s.wav"])
     fam.raw("raw_image_audio", IM + " and " + AU + " together", ["rgb_64x48.png"], ["a_0_1s.wav"])
+    fam.raw("raw_audio_then_image", AU + " then " + IM, ["rgb_97x61.png"], ["a_0_1s.wav"])
+    fam.raw("raw_palette_audio", IM + AU + "\nBoth.", ["pal_45x31.png"], ["a_5s.wav"])
     fam.raw("raw_text_only", "No media here.", [])
     fam.write()
 
