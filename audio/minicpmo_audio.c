@@ -105,45 +105,75 @@ static tsr_status piece_features(const tsr__minicpmo_state *s, const float *x, i
     return TSR_OK;
 }
 
-tsr_status tsr__minicpmo_process_audio(const void *state, const tsr_audio *audio, int64_t n,
-                                       tsr_tensor_list *out, tsr__replacements *repl,
-                                       tsr_error *err) {
-    const tsr__minicpmo_state *s = state;
-    if (!s || !out || !repl || (n > 0 && !audio))
-        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "NULL argument");
-    memset(repl, 0, sizeof *repl);
-    if (n <= 0) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "no audio (n = %lld)", (long long)n);
+/* chat() (audio_parts) joins consecutive clips of one message into one recording before
+ * feature extraction; the placeholders stay per clip. Returns the merged recordings in
+ * *merged (n_merged of them); a recording of one clip borrows its samples. */
+static tsr_status merge_clips(const tsr_audio *audio, int64_t n, const int64_t *groups,
+                              tsr_audio **merged, bool **owned, int64_t *n_merged,
+                              tsr_error *err) {
+    *merged = tsr__calloc((size_t)n, sizeof **merged);
+    *owned = tsr__calloc((size_t)n, sizeof **owned);
+    *n_merged = 0;
+    if (!*merged || !*owned) return TSR_FAIL(err, TSR_ERR_OOM, "%lld clips", (long long)n);
+    for (int64_t i = 0; i < n;) {
+        int64_t end = i + 1, total = audio[i].n_samples;
+        while (groups && end < n && groups[end] == groups[i]) {
+            if (__builtin_add_overflow(total, audio[end].n_samples, &total))
+                return TSR_FAIL(err, TSR_ERR_LIMIT, "merged audio is too long");
+            end++;
+        }
+        tsr_audio *m = &(*merged)[(*n_merged)++];
+        *m = audio[i];
+        if (end - i > 1) {
+            size_t bytes;
+            if (!tsr__mul_size((size_t)total, sizeof(float), &bytes))
+                return TSR_FAIL(err, TSR_ERR_LIMIT, "merged audio is too long");
+            float *x = tsr__malloc(bytes);
+            if (!x) return TSR_FAIL(err, TSR_ERR_OOM, "%zu bytes of merged audio", bytes);
+            int64_t at = 0;
+            for (int64_t k = i; k < end; k++) {
+                memcpy(x + at, audio[k].samples, (size_t)audio[k].n_samples * sizeof *x);
+                at += audio[k].n_samples;
+            }
+            m->samples = x;
+            m->n_samples = total;
+            (*owned)[*n_merged - 1] = true;
+        }
+        i = end;
+    }
+    return TSR_OK;
+}
+
+static void free_merged(tsr_audio *merged, bool *owned, int64_t n) {
+    for (int64_t i = 0; merged && owned && i < n; i++)
+        if (owned[i]) tsr__free(merged[i].samples);
+    tsr__free(merged);
+    tsr__free(owned);
+}
+
+/* audio_features [pieces, n_mels, f_max] and audio_feature_lens [pieces] of recordings
+ * cut into 30 s pieces, zero-padded to the longest piece. */
+static tsr_status features(const tsr__minicpmo_state *s, const tsr_audio *rec, int64_t n,
+                           tsr_tensor_list *out, tsr_error *err) {
     int64_t pieces = 0, f_max = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (audio[i].sample_rate != s->sampling_rate)
-            return TSR_FAIL(err, TSR_ERR_INVALID_ARG,
-                            "clip %lld: the model was trained on %d Hz audio, got %d Hz",
-                            (long long)i, (int)s->sampling_rate, (int)audio[i].sample_rate);
-        if (audio[i].n_samples < 1 || !audio[i].samples)
-            return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "clip %lld is empty", (long long)i);
-        int64_t L = audio[i].n_samples, k = (L + s->n_samples - 1) / s->n_samples;
-        pieces += k;
+        int64_t L = rec[i].n_samples;
+        pieces += (L + s->n_samples - 1) / s->n_samples;
         int64_t first = L < s->n_samples ? L : s->n_samples;
         int64_t f = (first + s->hop_length - 1) / s->hop_length;
         if (f > f_max) f_max = f;
     }
     tsr_tensor feats = {0}, lens = {0};
-    tsr_status st = TSR_OK;
-    repl->text = tsr__calloc((size_t)n, sizeof *repl->text);
-    if (!repl->text) st = TSR_FAIL(err, TSR_ERR_OOM, "replacements");
-    else repl->count = n;
-    if (!st)
-        st = tsr_tensor_alloc(&feats, TSR_DTYPE_F32, 3, (int64_t[]){pieces, s->n_mels, f_max},
-                              err);
+    tsr_status st =
+        tsr_tensor_alloc(&feats, TSR_DTYPE_F32, 3, (int64_t[]){pieces, s->n_mels, f_max}, err);
     if (!st) st = tsr_tensor_alloc(&lens, TSR_DTYPE_I64, 1, (int64_t[]){pieces}, err);
     int64_t j = 0;
     for (int64_t i = 0; !st && i < n; i++) {
-        st = placeholder(s, audio[i].n_samples, &repl->text[i], err);
-        for (int64_t off = 0; !st && off < audio[i].n_samples; off += s->n_samples, j++) {
-            int64_t L = audio[i].n_samples - off < s->n_samples ? audio[i].n_samples - off
-                                                                : s->n_samples;
+        for (int64_t off = 0; !st && off < rec[i].n_samples; off += s->n_samples, j++) {
+            int64_t L = rec[i].n_samples - off < s->n_samples ? rec[i].n_samples - off
+                                                              : s->n_samples;
             ((int64_t *)lens.data)[j] = (L + s->hop_length - 1) / s->hop_length;
-            st = piece_features(s, audio[i].samples + off, L, f_max,
+            st = piece_features(s, rec[i].samples + off, L, f_max,
                                 (float *)feats.data + j * s->n_mels * f_max, err);
         }
     }
@@ -151,6 +181,37 @@ tsr_status tsr__minicpmo_process_audio(const void *state, const tsr_audio *audio
         st = tsr_tensor_list_add(out, "audio_feature_lens", &lens, err);
     tsr_tensor_free(&feats);
     tsr_tensor_free(&lens);
+    return st;
+}
+
+tsr_status tsr__minicpmo_process_audio(const void *state, const tsr_audio *audio, int64_t n,
+                                       const int64_t *groups, tsr_tensor_list *out,
+                                       tsr__replacements *repl, tsr_error *err) {
+    const tsr__minicpmo_state *s = state;
+    if (!s || !out || !repl || (n > 0 && !audio))
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "NULL argument");
+    memset(repl, 0, sizeof *repl);
+    if (n <= 0) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "no audio (n = %lld)", (long long)n);
+    for (int64_t i = 0; i < n; i++) {
+        if (audio[i].sample_rate != s->sampling_rate)
+            return TSR_FAIL(err, TSR_ERR_INVALID_ARG,
+                            "clip %lld: the model was trained on %d Hz audio, got %d Hz",
+                            (long long)i, (int)s->sampling_rate, (int)audio[i].sample_rate);
+        if (audio[i].n_samples < 1 || !audio[i].samples)
+            return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "clip %lld is empty", (long long)i);
+    }
+    tsr_status st = TSR_OK;
+    repl->text = tsr__calloc((size_t)n, sizeof *repl->text);
+    if (!repl->text) st = TSR_FAIL(err, TSR_ERR_OOM, "replacements");
+    else repl->count = n;
+    for (int64_t i = 0; !st && i < n; i++)
+        st = placeholder(s, audio[i].n_samples, &repl->text[i], err);
+    tsr_audio *merged = NULL;
+    bool *owned = NULL;
+    int64_t n_merged = 0;
+    if (!st) st = merge_clips(audio, n, groups, &merged, &owned, &n_merged, err);
+    if (!st) st = features(s, merged, n_merged, out, err);
+    free_merged(merged, owned, n_merged);
     if (st) tsr__replacements_free(repl);
     return st;
 }

@@ -139,7 +139,7 @@ static void run_case(const cJSON *c) {
         goto done;
     }
     if (n) CHECK_OK(tsr__minicpmo_ops.process_images(state, imgs, n, out, &repl, &err), &err);
-    if (na) CHECK_OK(tsr__minicpmo_ops.process_audio(state, auds, na, out, &arepl, &err), &err);
+    if (na) CHECK_OK(tsr__minicpmo_ops.process_audio(state, auds, na, NULL, out, &arepl, &err), &err);
     char *t1 = substitute(cJSON_GetObjectItem(c, "prompt")->valuestring,
                           tsr__minicpmo_ops.image_placeholder, &repl);
     char *text = substitute(t1, tsr__minicpmo_ops.audio_placeholder, &arepl);
@@ -159,7 +159,7 @@ static void run_case(const cJSON *c) {
     snprintf(path, sizeof path, "%s/%s", tsr_test_fixture("proc/minicpmo"),
              cJSON_GetObjectItem(c, "outputs")->valuestring);
     tsr_safetensors *st = NULL;
-    CHECK_OK(tsr_safetensors_open_file(path, &st, &err), &err);
+    CHECK_OK(tsr_test_open_safetensors(path, &st, &err), &err);
     int64_t compared = 0;
     for (int64_t i = 0; st && i < tsr_safetensors_count(st); i++) {
         const char *tn = tsr_safetensors_name(st, i);
@@ -171,7 +171,7 @@ static void run_case(const cJSON *c) {
     }
     CHECK_MSG(compared == tsr_tensor_list_count(out), "%s: %lld tensors compared, %lld produced",
               name, (long long)compared, (long long)tsr_tensor_list_count(out));
-    tsr_safetensors_close(st);
+    tsr_test_close_safetensors(st);
     tsr_token_ids_free(&ids);
     tsr_tokenizer_free(tok);
     free(text);
@@ -249,9 +249,9 @@ static void test_bad_inputs(void) {
     tsr__replacements repl = {0};
     float x[100] = {0};
     tsr_audio a8k = {8000, 100, x};
-    CHECK(tsr__minicpmo_ops.process_audio(state, &a8k, 1, out, &repl, &err) == TSR_ERR_INVALID_ARG);
+    CHECK(tsr__minicpmo_ops.process_audio(state, &a8k, 1, NULL, out, &repl, &err) == TSR_ERR_INVALID_ARG);
     tsr_audio empty = {16000, 0, x};
-    CHECK(tsr__minicpmo_ops.process_audio(state, &empty, 1, out, &repl, &err) == TSR_ERR_INVALID_ARG);
+    CHECK(tsr__minicpmo_ops.process_audio(state, &empty, 1, NULL, out, &repl, &err) == TSR_ERR_INVALID_ARG);
     CHECK(tsr__minicpmo_ops.process_images(state, NULL, 0, out, &repl, &err) == TSR_ERR_INVALID_ARG);
     /* unbalanced bounds: torch.hstack / the processor's assert fail */
     int32_t ids[] = {1, 2, 3};
@@ -280,7 +280,7 @@ static void test_alloc_failures(void) {
         tsr_status st = tsr__minicpmo_ops.load(&m.cfg, &state, &err);
         if (!st) st = tsr_tensor_list_new(&out, &err);
         if (!st) st = tsr__minicpmo_ops.process_images(state, &img, 1, out, &repl, &err);
-        if (!st) st = tsr__minicpmo_ops.process_audio(state, &clip, 1, out, &arepl, &err);
+        if (!st) st = tsr__minicpmo_ops.process_audio(state, &clip, 1, NULL, out, &arepl, &err);
         int32_t ids[] = {4022, 7, 4023};
         if (!st) st = tsr__minicpmo_ops.finish(state, ids, 3, out, &err);
         long made = tsr__alloc_failpoint(0);

@@ -66,9 +66,13 @@ typedef struct tsr__family_ops {
     tsr_status (*process_images)(const void *state, const tsr_image *images, int64_t n,
                                  tsr_tensor_list *out, tsr__replacements *repl, tsr_error *err);
 
-    /* audio: n clips of mono float32 at 16 kHz, in prompt order. NULL when no audio. */
+    /* audio: n clips of mono float32 at 16 kHz, in prompt order. groups[i] is the index of
+     * the chat message clip i belongs to (consecutive clips of one message are one recording
+     * to MiniCPM-o's chat()), or NULL when the prompt came without messages. NULL when the
+     * family takes no audio. */
     tsr_status (*process_audio)(const void *state, const tsr_audio *audio, int64_t n,
-                                tsr_tensor_list *out, tsr__replacements *repl, tsr_error *err);
+                                const int64_t *groups, tsr_tensor_list *out,
+                                tsr__replacements *repl, tsr_error *err);
 
     /* After tokenization: ids [n_ids] of the (single) prompt. May be NULL. */
     tsr_status (*finish)(const void *state, const int32_t *ids, int64_t n_ids,

@@ -372,9 +372,17 @@ static tsr_status drop_popped(tsr_tensor_list **list, tsr_error *err) {
     return TSR_OK;
 }
 
-static tsr_status run_prepared(const tsr_processor *p, const char *prompt, int add_special,
-                               int chat, const tsr_media *media, size_t n_media,
-                               tsr_tensor_list **out, tsr_error *err) {
+/* How a prompt is run: tokenizer special tokens, chat-run image rules, and for chat runs the
+ * message index of every audio item (NULL otherwise). */
+typedef struct run_opts {
+    int add_special;
+    int chat;
+    const int64_t *audio_groups;
+} run_opts;
+
+static tsr_status run_prepared(const tsr_processor *p, const char *prompt, const run_opts *o,
+                               const tsr_media *media, size_t n_media, tsr_tensor_list **out,
+                               tsr_error *err) {
     media_set m;
     tsr_tensor_list *media_out = NULL, *list = NULL;
     tsr__replacements img = {0}, aud = {0};
@@ -384,7 +392,7 @@ static tsr_status run_prepared(const tsr_processor *p, const char *prompt, int a
     int64_t want_images, want_audio;
     count_placeholders(p->ops, prompt, &want_images, &want_audio);
 
-    tsr_status st = decode_media(p, media, n_media, chat, &m, err);
+    tsr_status st = decode_media(p, media, n_media, o->chat, &m, err);
     if (!st && (m.n_images != want_images || m.n_audio != want_audio))
         st = tsr__fail(err, TSR_ERR_INVALID_ARG,
                        "the prompt has %lld image and %lld audio placeholders but %lld images "
@@ -396,12 +404,13 @@ static tsr_status run_prepared(const tsr_processor *p, const char *prompt, int a
     if (!st && m.n_images)
         st = p->ops->process_images(p->state, m.images, m.n_images, media_out, &img, err);
     if (!st && m.n_audio)
-        st = p->ops->process_audio(p->state, m.audio, m.n_audio, media_out, &aud, err);
+        st = p->ops->process_audio(p->state, m.audio, m.n_audio, o->audio_groups, media_out,
+                                   &aud, err);
     if (!st && (img.count != m.n_images || aud.count != m.n_audio))
         st = tsr__fail(err, TSR_ERR_INTERNAL, "%s processor returned %lld/%lld replacements",
                        p->model_type, (long long)img.count, (long long)aud.count);
     if (!st) st = substitute(p->ops, prompt, &img, &aud, &expanded, &expanded_len, err);
-    if (!st) st = tsr_tokenizer_encode(p->tok, expanded, expanded_len, add_special, &ids, err);
+    if (!st) st = tsr_tokenizer_encode(p->tok, expanded, expanded_len, o->add_special, &ids, err);
     if (!st) st = add_ids(list, &ids, err);
     /* Media tensors follow the text ones, as in the processors' BatchFeature. */
     for (int64_t i = 0; !st && i < tsr_tensor_list_count(media_out); i++) {
@@ -426,14 +435,13 @@ static tsr_status run_prepared(const tsr_processor *p, const char *prompt, int a
     return TSR_OK;
 }
 
-static tsr_status run(const tsr_processor *p, const char *prompt, int add_special, int chat,
+static tsr_status run(const tsr_processor *p, const char *prompt, const run_opts *o,
                       const tsr_media *media, size_t n_media, tsr_tensor_list **out,
                       tsr_error *err) {
-    if (!p->ops->prepare_prompt)
-        return run_prepared(p, prompt, add_special, chat, media, n_media, out, err);
+    if (!p->ops->prepare_prompt) return run_prepared(p, prompt, o, media, n_media, out, err);
     char *prepared = NULL;
     tsr_status st = p->ops->prepare_prompt(p->state, prompt, &prepared, err);
-    if (!st) st = run_prepared(p, prepared, add_special, chat, media, n_media, out, err);
+    if (!st) st = run_prepared(p, prepared, o, media, n_media, out, err);
     tsr__free(prepared);
     return st;
 }
@@ -444,7 +452,24 @@ tsr_status tsr_processor_run_prompt(const tsr_processor *p, const char *prompt,
     if (!out) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!p || !prompt) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "processor or prompt is NULL");
-    return run(p, prompt, add_special_tokens != 0, 0, media, n_media, out, err);
+    run_opts o = {add_special_tokens != 0, 0, NULL};
+    return run(p, prompt, &o, media, n_media, out, err);
+}
+
+/* The message index of every audio part, in order (MiniCPM-o's audio_parts). */
+static tsr_status audio_groups(const tsr_chat_message *messages, size_t n, int64_t **out,
+                               tsr_error *err) {
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; messages[i].parts && k < messages[i].n_parts; k++)
+            count += messages[i].parts[k].type == TSR_CHAT_PART_AUDIO;
+    *out = tsr__malloc((count ? count : 1) * sizeof **out);
+    if (!*out) return TSR_FAIL(err, TSR_ERR_OOM, "out of memory");
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; messages[i].parts && k < messages[i].n_parts; k++)
+            if (messages[i].parts[k].type == TSR_CHAT_PART_AUDIO) (*out)[j++] = (int64_t)i;
+    return TSR_OK;
 }
 
 tsr_status tsr_processor_run_chat(const tsr_processor *p, const tsr_chat_message *messages,
@@ -467,11 +492,14 @@ tsr_status tsr_processor_run_chat(const tsr_processor *p, const tsr_chat_message
      * add_special_tokens=False only when the rendered prompt starts with the tokenizer's
      * bos_token; otherwise the processor's default applies and the post-processor runs (a
      * template without BOS, such as llava-v1.6-mistral's, gets one from the tokenizer). */
+    int64_t *groups = NULL;
+    if (!st) st = audio_groups(messages, n_messages, &groups, err);
     if (!st) {
         const char *bos = tsr_tokenizer_id_to_token(p->tok, tsr_tokenizer_bos_id(p->tok));
-        int add_special = !(bos && *bos && !strncmp(prompt, bos, strlen(bos)));
-        st = run(p, prompt, add_special, 1, media, n_media, out, err);
+        run_opts o = {!(bos && *bos && !strncmp(prompt, bos, strlen(bos))), 1, groups};
+        st = run(p, prompt, &o, media, n_media, out, err);
     }
+    tsr__free(groups);
     tsr_chat_string_free(prompt);
     return st;
 }

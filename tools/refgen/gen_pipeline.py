@@ -705,9 +705,6 @@ class MiniCPMO(Family):
                                                 **dict(self.tok.special_tokens_map))
         case = {"name": name, "kind": "chat", "messages": openai_messages(msgs), "media": media_of(msgs),
                 "cli": cli}
-        if any(parts[k] == parts[k - 1] for k in range(1, len(parts))):
-            case["known_difference"] = ("chat() merges the audio clips of one message (audio_parts) "
-                                        "into one feature sequence; Tessera extracts them apart")
         self.save(case, self.run(rendered[0], images, audios, parts))
 
     def raw(self, name, prompt, images=(), audios=(), cli=False):

@@ -35,8 +35,8 @@ tsr_status tsr__minicpmo_audio_load(const tsr__model_configs *cfg, tsr__minicpmo
 
 /* process_audio of the family contract: placeholders, audio_features, audio_feature_lens. */
 tsr_status tsr__minicpmo_process_audio(const void *state, const tsr_audio *audio, int64_t n,
-                                       tsr_tensor_list *out, tsr__replacements *repl,
-                                       tsr_error *err);
+                                       const int64_t *groups, tsr_tensor_list *out,
+                                       tsr__replacements *repl, tsr_error *err);
 
 /* Appends `s` to the growing string *buf (length *len, capacity *cap). */
 tsr_status tsr__minicpmo_append(char **buf, size_t *len, size_t *cap, const char *s,
