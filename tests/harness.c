@@ -1,9 +1,12 @@
 #include "harness.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 int tsr_test_failed_checks;
 static int g_passed, g_failed, g_skipped, g_skip_current;
@@ -64,9 +67,43 @@ const char *tsr_test_shared(const char *rel) {
     return join(base, rel);
 }
 
+/* path.gz decompressed; NULL when absent, unreadable, corrupt or truncated. */
+static uint8_t *read_gz(const char *path, size_t *len) {
+    size_t plen = strlen(path);
+    char *gz_path = malloc(plen + 4);
+    if (!gz_path) return NULL;
+    memcpy(gz_path, path, plen);
+    memcpy(gz_path + plen, ".gz", 4);
+    gzFile gz = gzopen(gz_path, "rb");
+    free(gz_path);
+    if (!gz) return NULL;
+    size_t cap = (size_t)1 << 20, n = 0;
+    uint8_t *buf = malloc(cap);
+    int ok = buf != NULL;
+    while (ok) {
+        if (cap - n < 2) {
+            uint8_t *bigger = realloc(buf, cap * 2);
+            if (!bigger) { ok = 0; break; }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t room = cap - n - 1;
+        int got = gzread(gz, buf + n, (unsigned)(room > INT_MAX ? INT_MAX : room));
+        if (got < 0) ok = 0;
+        if (got <= 0) break;
+        n += (size_t)got;
+    }
+    /* gzclose reports Z_BUF_ERROR when the data ended inside a gzip member. */
+    if (gzclose(gz) != Z_OK) ok = 0;
+    if (!ok) { free(buf); return NULL; }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
 uint8_t *tsr_test_read(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    if (!f) return errno == ENOENT ? read_gz(path, len) : NULL;
     if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return NULL; }
     long n = ftell(f);
     if (n < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); return NULL; }
@@ -75,4 +112,64 @@ uint8_t *tsr_test_read(const char *path, size_t *len) {
     fclose(f);
     if (buf) { buf[n] = 0; *len = (size_t)n; }
     return buf;
+}
+
+/* Buffers behind the handles of tsr_test_open_safetensors. */
+typedef struct open_st {
+    tsr_safetensors *st;
+    uint8_t *buf;
+    struct open_st *next;
+} open_st;
+static open_st *g_open_st;
+
+tsr_status tsr_test_open_safetensors(const char *path, tsr_safetensors **out, tsr_error *err) {
+    tsr_error local = {0};
+    if (!err) err = &local;
+    if (!out) {
+        err->status = TSR_ERR_INVALID_ARG;
+        snprintf(err->message, sizeof err->message, "out is NULL");
+        return err->status;
+    }
+    *out = NULL;
+    size_t len = 0;
+    uint8_t *buf = tsr_test_read(path, &len);
+    if (!buf) {
+        err->status = TSR_ERR_IO;
+        snprintf(err->message, sizeof err->message, "cannot read '%s' (nor decompress '%s.gz')", path,
+                 path);
+        return err->status;
+    }
+    open_st *node = malloc(sizeof *node);
+    if (!node) {
+        free(buf);
+        err->status = TSR_ERR_OOM;
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return err->status;
+    }
+    tsr_status s = tsr_safetensors_open_memory(buf, len, out, err);
+    if (s != TSR_OK) {
+        free(node);
+        free(buf);
+        size_t used = strlen(err->message);
+        snprintf(err->message + used, sizeof err->message - used, " (file '%s')", path);
+        return s;
+    }
+    node->st = *out;
+    node->buf = buf;
+    node->next = g_open_st;
+    g_open_st = node;
+    return TSR_OK;
+}
+
+void tsr_test_close_safetensors(tsr_safetensors *st) {
+    if (!st) return;
+    tsr_safetensors_close(st);
+    for (open_st **p = &g_open_st; *p; p = &(*p)->next) {
+        if ((*p)->st != st) continue;
+        open_st *node = *p;
+        *p = node->next;
+        free(node->buf);
+        free(node);
+        return;
+    }
 }

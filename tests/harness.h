@@ -51,7 +51,14 @@ int tsr_test_finish(void);
 const char *tsr_test_fixture(const char *rel);
 const char *tsr_test_shared(const char *rel); /* NULL when the shared folder is absent */
 
-/* Whole file into a malloc'd buffer (caller frees); NULL on failure. */
+/* Whole file into a malloc'd buffer (caller frees), NUL-terminated; NULL on failure. When
+ * path does not exist, reads and decompresses path.gz instead: large reference fixtures are
+ * stored gzipped (tools/refgen/compress_fixtures.py). */
 uint8_t *tsr_test_read(const char *path, size_t *len);
+
+/* A reference safetensors fixture read with tsr_test_read (so path.gz works) and opened with
+ * tsr_safetensors_open_memory; the buffer lives until tsr_test_close_safetensors. */
+tsr_status tsr_test_open_safetensors(const char *path, tsr_safetensors **out, tsr_error *err);
+void tsr_test_close_safetensors(tsr_safetensors *st);
 
 #endif

@@ -103,7 +103,7 @@ static double proc_compare(const char *case_name, const char *expect_path,
     double max_diff = 0;
     tsr_error err = {0};
     tsr_safetensors *st = NULL;
-    CHECK_OK(tsr_safetensors_open_file(expect_path, &st, &err), &err);
+    CHECK_OK(tsr_test_open_safetensors(expect_path, &st, &err), &err);
     if (!st) return INFINITY;
     CHECK_MSG(tsr_tensor_list_count(out) == tsr_safetensors_count(st), "%s: %lld tensors, want %lld",
               case_name, (long long)tsr_tensor_list_count(out),
@@ -142,7 +142,7 @@ static double proc_compare(const char *case_name, const char *expect_path,
                       "%s: %s values differ", case_name, name);
         }
     }
-    tsr_safetensors_close(st);
+    tsr_test_close_safetensors(st);
     return max_diff;
 }
 

@@ -51,7 +51,7 @@ static tsr_safetensors *open_expected(const cJSON *clip) {
     snprintf(rel, sizeof rel, "audio/%s", json_str(clip, "expected"));
     tsr_error err = {0};
     tsr_safetensors *st = NULL;
-    CHECK_OK(tsr_safetensors_open_file(tsr_test_fixture(rel), &st, &err), &err);
+    CHECK_OK(tsr_test_open_safetensors(tsr_test_fixture(rel), &st, &err), &err);
     return st;
 }
 
@@ -133,7 +133,7 @@ static void test_decode_and_pipeline(void) {
         tsr_status s = tsr_audio_decode(buf, len, NULL, &audio, &info, &err);
         if (skip_unsupported_mp3(c, s, &err) || !st) {
             free(buf);
-            tsr_safetensors_close(st);
+            tsr_test_close_safetensors(st);
             continue;
         }
         CHECK_OK(s, &err);
@@ -168,7 +168,7 @@ static void test_decode_and_pipeline(void) {
         }
         printf("\n");
         tsr_audio_free(&audio);
-        tsr_safetensors_close(st);
+        tsr_test_close_safetensors(st);
         free(buf);
         n++;
     }
@@ -197,7 +197,7 @@ static void test_native_rate(void) {
                 CHECK_MSG(ref.shape[0] == audio.n_samples &&
                               !memcmp(ref.data, audio.samples, sizeof(float) * audio.n_samples),
                           "%s differs", json_str(c, "name"));
-            tsr_safetensors_close(st);
+            tsr_test_close_safetensors(st);
         }
         tsr_audio_free(&audio);
         free(buf);

@@ -274,6 +274,7 @@ static int copy_file(const char *from, const char *dir, const char *name) {
 static void test_tokenize(void) {
     cJSON *cases = load_json("tokenizer/qwen2/cases.json");
     const cJSON *enc = cJSON_GetObjectItem(cases, "encode");
+    CHECK_MSG(cJSON_GetArraySize(enc) > 0, "no encode cases in tokenizer/qwen2/cases.json");
     const char *model = tsr_test_fixture("tokenizer/qwen2");
     int n = 0;
     for (const cJSON *c = enc ? enc->child : NULL; c && n < 25; c = c->next, n++) {

@@ -79,7 +79,7 @@ static const cJSON *section(const char *name) {
 static void test_normalize(void) {
     tsr_error err = {0};
     tsr_safetensors *st = NULL;
-    CHECK_OK(tsr_safetensors_open_file(tsr_test_fixture("ops/normalize.safetensors"), &st, &err),
+    CHECK_OK(tsr_test_open_safetensors(tsr_test_fixture("ops/normalize.safetensors"), &st, &err),
              &err);
     if (!st) return;
     const cJSON *c;
@@ -130,7 +130,7 @@ static void test_normalize(void) {
     }
     printf("  normalize: %d cases, %d bit-identical\n", n, exact);
     CHECK(n >= 20 && exact == n);
-    tsr_safetensors_close(st);
+    tsr_test_close_safetensors(st);
 }
 
 /* Runs one image-producing op per manifest case and compares with the expected PNG. */

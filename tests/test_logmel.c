@@ -57,7 +57,7 @@ static void test_fixture_clips(void) {
         tsr_safetensors *st = NULL;
         char rel[512];
         snprintf(rel, sizeof rel, "audio/%s", cJSON_GetObjectItem(c, "expected")->valuestring);
-        CHECK_OK(tsr_safetensors_open_file(tsr_test_fixture(rel), &st, &err), &err);
+        CHECK_OK(tsr_test_open_safetensors(tsr_test_fixture(rel), &st, &err), &err);
         if (!st) continue;
         tsr_tensor x;
         CHECK_OK(tsr_safetensors_get(st, "samples_16k", &x, &err), &err);
@@ -83,7 +83,7 @@ static void test_fixture_clips(void) {
             tsr_tensor_free(&got);
             n_checked++;
         }
-        tsr_safetensors_close(st);
+        tsr_test_close_safetensors(st);
     }
     CHECK(n_checked >= 40);
     cJSON_Delete(man);

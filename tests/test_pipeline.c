@@ -185,7 +185,7 @@ static void compare_outputs(const char *ctx, const tsr_tensor_list *got, const c
                             diffs *d) {
     tsr_error err = {0};
     tsr_safetensors *want = NULL;
-    CHECK_OK(tsr_safetensors_open_file(want_path, &want, &err), &err);
+    CHECK_OK(tsr_test_open_safetensors(want_path, &want, &err), &err);
     if (!want) return;
     int64_t n_want = tsr_safetensors_count(want);
     CHECK_MSG(tsr_tensor_list_count(got) == n_want, "%s: %lld tensors, HF has %lld", ctx,
@@ -227,7 +227,7 @@ static void compare_outputs(const char *ctx, const tsr_tensor_list *got, const c
             if (max_diff > *slot) *slot = max_diff;
         }
     }
-    tsr_safetensors_close(want);
+    tsr_test_close_safetensors(want);
 }
 
 static void check_ids_json(const char *ctx, const tsr_tensor_list *got, const cJSON *c) {

@@ -156,7 +156,7 @@ static void run_case(const cJSON *c) {
     snprintf(path, sizeof path, "%s/%s", tsr_test_fixture("proc/mllama"),
              cJSON_GetObjectItem(c, "outputs")->valuestring);
     tsr_safetensors *st = NULL;
-    CHECK_OK(tsr_safetensors_open_file(path, &st, &err), &err);
+    CHECK_OK(tsr_test_open_safetensors(path, &st, &err), &err);
     static const char *names[] = {"pixel_values", "aspect_ratio_ids", "aspect_ratio_mask",
                                   "cross_attention_mask"};
     for (size_t i = 0; st && i < sizeof names / sizeof *names; i++) {
@@ -164,7 +164,7 @@ static void run_case(const cJSON *c) {
         CHECK_OK(tsr_safetensors_get(st, names[i], &want, &err), &err);
         compare(tsr_tensor_list_get(out, names[i]), &want, names[i], name);
     }
-    tsr_safetensors_close(st);
+    tsr_test_close_safetensors(st);
     tsr_token_ids_free(&ids);
     tsr_tokenizer_free(tok);
     free(text);

@@ -110,7 +110,7 @@ static void run_case(const char *family, const cJSON *c, double *max_pixel_diff)
 
     snprintf(path, sizeof path, "%s/%s", dir, cJSON_GetObjectItem(c, "outputs")->valuestring);
     tsr_safetensors *want = NULL;
-    CHECK_OK(tsr_safetensors_open_file(path, &want, &err), &err);
+    CHECK_OK(tsr_test_open_safetensors(path, &want, &err), &err);
     for (int64_t i = 0; out && want && i < tsr_safetensors_count(want); i++) {
         const char *tname = tsr_safetensors_name(want, i);
         tsr_tensor w;
@@ -131,7 +131,7 @@ static void run_case(const char *family, const cJSON *c, double *max_pixel_diff)
         same = ((const int64_t *)ids->data)[k] == (int64_t)v->valuedouble;
     CHECK_MSG(same, "%s: input_ids differ", ctx);
 
-    tsr_safetensors_close(want);
+    tsr_test_close_safetensors(want);
     tsr_tensor_list_free(out);
     for (size_t i = 0; i < n; i++) free(bytes[i]);
     tsr_processor_free(p);

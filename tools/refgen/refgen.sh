@@ -6,7 +6,8 @@
 #
 # Creates tools/refgen/.venv on first use (needs python3-venv and network access to the
 # Python package index), installs requirements.txt, then runs each tools/refgen/gen_*.py with
-# the fixtures folder as its argument. Debian tools used by some generators: espeak-ng, sox.
+# the fixtures folder as its argument, then compress_fixtures.py (the large expected outputs
+# are stored gzipped). Debian tools used by some generators: espeak-ng, sox.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -27,4 +28,5 @@ for g in $gens; do
   echo "refgen: $(basename "$g")"
   "$venv/bin/python" "$g" "$root/tests/fixtures"
 done
+"$venv/bin/python" "$here/compress_fixtures.py" "$root/tests/fixtures"
 du -sh "$root/tests/fixtures"
