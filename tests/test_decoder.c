@@ -1,7 +1,8 @@
 /* Text decoder parity with transformers on tiny random-weight checkpoints
  * (tests/fixtures/decoder, written by tools/refgen/gen_decoder.py): prefill logits, logits
  * after each of 16 greedy steps (max abs diff <= 1e-4) and 32 greedy ids (identical); Qwen2-VL
- * with 3-row M-RoPE position ids and image embedding spans. */
+ * with 3-row M-RoPE position ids and image embedding spans; MLlama with cross-attention states
+ * and the processor's cross-attention mask. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,6 +447,171 @@ static void test_mrope(void) {
     printf("  qwen2_vl n_batch 5, 1 thread: max abs logit diff %.3g\n", run_qwen2_vl(5, 1));
 }
 
+/* MLlama: prompts with cross-attention states and mask (then greedy steps without either:
+ * the session keeps the cross K/V and repeats the mask's last row), and a text-only prompt. */
+static double run_mllama(int64_t n_batch, int32_t n_threads) {
+    tsr_error err = {0};
+    tsr_model *m = NULL;
+    tsr_safetensors *exp = NULL;
+    CHECK_OK(tsr_model_load(tsr_test_fixture("decoder/mllama"), NULL, &m, &err), &err);
+    CHECK_OK(tsr_safetensors_open_file(tsr_test_fixture("decoder/mllama.expected.safetensors"),
+                                       &exp, &err),
+             &err);
+    tsr_session *s = NULL;
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_ctx = 64;
+    sp.n_batch = n_batch;
+    sp.n_threads = n_threads;
+    if (m) CHECK_OK(tsr_session_new(m, &sp, &s, &err), &err);
+    double worst = 0;
+    for (int p = 0; s && exp && p < 3; p++) {
+        char nm[64];
+        tsr_tensor ids, prefill, steps, greedy, states, mask;
+#define GET(field, t)                          \
+    snprintf(nm, sizeof nm, "p%d." field, p); \
+    if (!get(exp, nm, &t)) break;
+        GET("ids", ids) GET("prefill", prefill) GET("steps", steps) GET("greedy", greedy)
+#undef GET
+        int has_image = p < 2;
+        if (has_image) {
+            snprintf(nm, sizeof nm, "p%d.cross_states", p);
+            if (!get(exp, nm, &states)) break;
+            snprintf(nm, sizeof nm, "p%d.cross_mask", p);
+            if (!get(exp, nm, &mask)) break;
+        }
+        int32_t V = tsr_model_vocab_size(m);
+        int64_t T = ids.shape[0];
+        CHECK(V == 256 && prefill.shape[1] == V);
+        float *logits = malloc((size_t)T * (size_t)V * sizeof *logits);
+        tsr_session_reset(s);
+        tsr_decode_input in = tsr_decode_input_default();
+        in.ids = ids.data;
+        in.n_ids = T;
+        in.logits_all = 1;
+        if (has_image) {
+            in.cross_states = &states;
+            in.cross_mask = &mask;
+        }
+        CHECK_OK(tsr_session_decode(s, &in, logits, (size_t)T * (size_t)V, &err), &err);
+        double d = max_abs_diff(logits, prefill.data, (size_t)T * (size_t)V);
+        CHECK_MSG(d <= TOL, "mllama p%d prefill: max abs diff %g", p, d);
+        worst = d > worst ? d : worst;
+        const int32_t *g = greedy.data;
+        for (int i = 0; i < 32; i++) {
+            int32_t id = argmax(tsr_session_logits(s), V);
+            CHECK_MSG(id == g[i], "mllama p%d greedy[%d]: %d, expected %d", p, i, id, g[i]);
+            if (id != g[i]) break;
+            tsr_decode_input one = tsr_decode_input_default();
+            one.ids = &id;
+            one.n_ids = 1;
+            CHECK_OK(tsr_session_decode(s, &one, NULL, 0, &err), &err);
+            if (i < 16) {
+                d = max_abs_diff(tsr_session_logits(s), (const float *)steps.data + (size_t)i * V,
+                                 (size_t)V);
+                CHECK_MSG(d <= TOL, "mllama p%d step %d: max abs diff %g", p, i, d);
+                worst = d > worst ? d : worst;
+            }
+        }
+        free(logits);
+    }
+    tsr_session_free(s);
+    tsr_safetensors_close(exp);
+    tsr_model_free(m);
+    return worst;
+}
+
+/* Cross-attention inputs that must fail cleanly and leave the session unchanged. */
+static void test_mllama_inputs(void) {
+    tsr_error err = {0};
+    tsr_model *m = NULL, *q = NULL;
+    tsr_safetensors *exp = NULL;
+    CHECK_OK(tsr_model_load(tsr_test_fixture("decoder/mllama"), NULL, &m, &err), &err);
+    CHECK_OK(tsr_model_load(tsr_test_fixture("decoder/qwen2"), NULL, &q, &err), &err);
+    CHECK_OK(tsr_safetensors_open_file(tsr_test_fixture("decoder/mllama.expected.safetensors"),
+                                       &exp, &err),
+             &err);
+    tsr_tensor ids, states, mask;
+    tsr_session *s = NULL, *sq = NULL;
+    if (!m || !q || !exp || !get(exp, "p0.ids", &ids) || !get(exp, "p0.cross_states", &states) ||
+        !get(exp, "p0.cross_mask", &mask))
+        goto done;
+    CHECK(!strcmp(tsr_model_type(m), "mllama"));
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_ctx = 32;
+    CHECK_OK(tsr_session_new(m, &sp, &s, &err), &err);
+    CHECK_OK(tsr_session_new(q, &sp, &sq, &err), &err);
+    if (!s || !sq) goto done;
+    tsr_decode_input in = tsr_decode_input_default();
+    in.ids = ids.data;
+    in.n_ids = ids.shape[0];
+    /* The cross path matters: without the states the last logits are far from the reference. */
+    tsr_tensor prefill;
+    if (get(exp, "p0.prefill", &prefill)) {
+        CHECK_OK(tsr_session_decode(s, &in, NULL, 0, &err), &err);
+        const float *last = (const float *)prefill.data + (size_t)(ids.shape[0] - 1) * 256;
+        CHECK(max_abs_diff(tsr_session_logits(s), last, 256) > 0.05);
+        tsr_session_reset(s);
+    }
+    in.cross_states = &states;
+    /* A model without cross-attention layers. */
+    CHECK(tsr_session_decode(sq, &in, NULL, 0, &err) == TSR_ERR_UNSUPPORTED);
+    /* Wrong hidden size, dtype, row count. */
+    tsr_tensor bad = states;
+    bad.shape[2] = 32;
+    bad.strides[1] = 32;
+    bad.strides[0] = 5 * 32;
+    in.cross_states = &bad;
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_SHAPE);
+    bad = states;
+    bad.dtype = TSR_DTYPE_I32;
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_SHAPE);
+    bad = states;
+    bad.shape[0] = 0;
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) != TSR_OK);
+    /* Mask without states; mask of the wrong length; blocks not dividing the rows. */
+    in.cross_states = NULL;
+    in.cross_mask = &mask;
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_INVALID_ARG);
+    in.cross_states = &states;
+    in.n_ids = ids.shape[0] - 1;
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_SHAPE);
+    in.n_ids = ids.shape[0];
+    tsr_tensor bm = mask;
+    bm.shape[3] = 3; /* 2 x 3 blocks do not divide 20 rows */
+    bm.strides[2] = 3;
+    bm.strides[1] = 6;
+    bm.strides[0] = 6 * bm.shape[1];
+    in.cross_mask = &bm;
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_SHAPE);
+    bm = mask;
+    bm.dtype = TSR_DTYPE_F32;
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_SHAPE);
+    CHECK(tsr_session_n_past(s) == 0);
+    /* Ids past the embedding rows (vocab 256 + 8). */
+    int32_t far = 264;
+    tsr_decode_input one = tsr_decode_input_default();
+    one.ids = &far;
+    one.n_ids = 1;
+    CHECK(tsr_session_decode(s, &one, NULL, 0, &err) == TSR_ERR_INVALID_ARG);
+    /* Good, then a second set of states is refused until reset. */
+    in.cross_mask = &mask;
+    CHECK_OK(tsr_session_decode(s, &in, NULL, 0, &err), &err);
+    CHECK(tsr_session_decode(s, &in, NULL, 0, &err) == TSR_ERR_UNSUPPORTED);
+    tsr_session_reset(s);
+    CHECK_OK(tsr_session_decode(s, &in, NULL, 0, &err), &err);
+done:
+    tsr_session_free(s);
+    tsr_session_free(sq);
+    tsr_safetensors_close(exp);
+    tsr_model_free(m);
+    tsr_model_free(q);
+}
+
+static void test_mllama(void) {
+    printf("  mllama      max abs logit diff %.3g\n", run_mllama(256, 2));
+    printf("  mllama n_batch 4, 3 threads: max abs logit diff %.3g\n", run_mllama(4, 3));
+}
+
 int main(void) {
     tsr_test_run("parity", test_parity);
     tsr_test_run("chunked_prefill", test_chunked_prefill);
@@ -453,5 +619,7 @@ int main(void) {
     tsr_test_run("spans_and_limits", test_spans_and_limits);
     tsr_test_run("generate", test_generate);
     tsr_test_run("mrope", test_mrope);
+    tsr_test_run("mllama", test_mllama);
+    tsr_test_run("mllama_inputs", test_mllama_inputs);
     return tsr_test_finish();
 }

@@ -1,4 +1,5 @@
-/* The text decoder forward pass (Llama / Mistral / Qwen2 layout) over a session's KV cache. */
+/* The text decoder forward pass (Llama / Mistral / Qwen2 layout, MLlama's gated
+ * cross-attention blocks) over a session's KV cache. */
 #include "decoder.h"
 
 #include <math.h>
@@ -30,6 +31,17 @@ struct tsr_session {
     float *scores;   /* (n_threads, ATT_ROWS, n_ctx) attention weights, one block per worker */
     float *logits;   /* (vocab) last position */
     int has_logits;
+    /* MLlama cross-attention, set by the decode call that brings the cross states. */
+    int64_t n_media;     /* rows of the cross states; 0: none (cross blocks are skipped) */
+    int64_t media_cap;   /* rows the buffers below hold */
+    int64_t n_blocks;    /* mask blocks (image tiles) of n_media / n_blocks rows each */
+    float *cross_k;      /* (n_cross, media_cap, kv_dim) k_proj + k_norm of the states */
+    float *cross_v;      /* (n_cross, media_cap, kv_dim) */
+    float *cross_scores; /* (n_threads, ATT_ROWS, media_cap) */
+    uint8_t *mask_rows;  /* (n_batch, media_cap) blocks each token of the chunk attends to */
+    uint8_t *mask_full;  /* (n_batch) 1: the token attends to some block (else all, MLP off) */
+    uint8_t *mask_last;  /* (media_cap) the last token's row, repeated for later tokens */
+    const uint8_t *in_mask; /* (n_ids, n_blocks) the current call's mask, or NULL */
 };
 
 tsr_session_params tsr_session_params_default(void) {
@@ -54,6 +66,12 @@ void tsr_session_free(tsr_session *s) {
                      s->proj,    s->hb,      s->hb2,      s->rope_cos, s->rope_sin, s->scores,
                      s->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tsr__free(bufs[i]);
+    tsr__free(s->cross_k);
+    tsr__free(s->cross_v);
+    tsr__free(s->cross_scores);
+    tsr__free(s->mask_rows);
+    tsr__free(s->mask_full);
+    tsr__free(s->mask_last);
     tsr__free(s);
 }
 
@@ -134,6 +152,8 @@ void tsr_session_reset(tsr_session *s) {
     s->n_past = 0;
     s->pos_next = 0;
     s->has_logits = 0;
+    s->n_media = 0;
+    s->n_blocks = 0;
 }
 
 const tsr_model *tsr__session_model(const tsr_session *s) { return s->m; }
@@ -178,6 +198,69 @@ static void attn_part(void *arg, int32_t worker, int32_t n_workers) {
     }
 }
 
+typedef struct cross_job {
+    tsr_session *s;
+    int32_t slot; /* cross block index */
+    int64_t T;
+} cross_job;
+
+/* Attention of every (row block, head) of the chunk to the cross K/V: the keys of a block the
+ * token's mask row excludes weigh 0 (transformers adds finfo.min); a token that attends to no
+ * block attends to all (its full-text-row mask zeroes the bias, the MLP output is dropped). */
+static void cross_part(void *arg, int32_t worker, int32_t n_workers) {
+    const cross_job *j = arg;
+    tsr_session *s = j->s;
+    const tsr__decoder_config *c = &s->m->cfg;
+    int32_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    int64_t kvd = (int64_t)c->n_kv_heads * hd, qd = (int64_t)c->n_heads * hd, n = s->n_media;
+    int64_t nb = s->n_blocks;
+    const float *kc = s->cross_k + (int64_t)j->slot * s->media_cap * kvd;
+    const float *vc = s->cross_v + (int64_t)j->slot * s->media_cap * kvd;
+    float *sc = s->cross_scores + (int64_t)worker * ATT_ROWS * s->media_cap;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    int64_t n_blocks = (j->T + ATT_ROWS - 1) / ATT_ROWS, n_items = n_blocks * c->n_heads;
+    for (int64_t it = worker; it < n_items; it += n_workers) {
+        int64_t blk = it / c->n_heads;
+        int32_t h = (int32_t)(it % c->n_heads), kh = h / group;
+        int64_t t0 = blk * ATT_ROWS, rows = j->T - t0 < ATT_ROWS ? j->T - t0 : ATT_ROWS;
+        tsr__attention_masked_blocks(s->att_out + t0 * qd + (int64_t)h * hd,
+                                     s->q + t0 * qd + (int64_t)h * hd, qd, kc + (int64_t)kh * hd,
+                                     vc + (int64_t)kh * hd, kvd, hd, rows, n,
+                                     s->mask_rows + t0 * s->media_cap, s->media_cap, nb,
+                                     s->mask_full + t0, scale, sc);
+    }
+}
+
+/* MLlama gated cross-attention block over the chunk in s->x (mask rows already set):
+ *   x += tanh(attn_gate) * o_proj(cross_attn(q_norm(q_proj(norm(x)))))
+ *   x += tanh(mlp_gate) * full_row * mlp(norm(x)) */
+static void cross_block(tsr_session *s, const tsr__decoder_layer *ly, int64_t T) {
+    const tsr__decoder_config *c = &s->m->cfg;
+    int32_t hd = c->head_dim;
+    int64_t qd = (int64_t)c->n_heads * hd, D = c->dim;
+    for (int64_t t = 0; t < T; t++)
+        tsr__rmsnorm(s->xb + t * D, s->x + t * D, ly->attn_norm, D, c->norm_eps);
+    tsr__matmul_wt(s->pool, s->q, s->xb, ly->wq, NULL, T, D, qd);
+    for (int64_t i = 0; i < T * c->n_heads; i++)
+        tsr__rmsnorm(s->q + i * hd, s->q + i * hd, ly->q_norm, hd, c->norm_eps);
+    cross_job cj = {s, ly->cross_slot, T};
+    tsr__pool_run(s->pool, cross_part, &cj);
+    tsr__matmul_wt(s->pool, s->proj, s->att_out, ly->wo, NULL, T, qd, D);
+    float g = ly->attn_gate_tanh;
+    for (int64_t i = 0; i < T * D; i++) s->x[i] += g * s->proj[i];
+    for (int64_t t = 0; t < T; t++)
+        tsr__rmsnorm(s->xb + t * D, s->x + t * D, ly->ffn_norm, D, c->norm_eps);
+    tsr__matmul_wt(s->pool, s->hb, s->xb, ly->w_gate, NULL, T, D, c->ffn_dim);
+    tsr__matmul_wt(s->pool, s->hb2, s->xb, ly->w_up, NULL, T, D, c->ffn_dim);
+    tsr__swiglu(s->pool, s->hb, s->hb2, T * c->ffn_dim);
+    tsr__matmul_wt(s->pool, s->proj, s->hb, ly->w_down, NULL, T, c->ffn_dim, D);
+    g = ly->mlp_gate_tanh;
+    for (int64_t t = 0; t < T; t++) {
+        if (!s->mask_full[t]) continue; /* full_text_row_masked_out_mask is 0 */
+        for (int64_t i = t * D; i < (t + 1) * D; i++) s->x[i] += g * s->proj[i];
+    }
+}
+
 /* One chunk of T <= n_batch tokens whose embeddings are in s->x, at cache positions n_past..
  * RoPE positions: pos (n_rows, stride) from the caller (row r of M-RoPE drives the frequencies
  * of mrope_section[r]; one row drives all), or NULL for pos_next... */
@@ -205,6 +288,11 @@ static void forward_chunk(tsr_session *s, int64_t T, const int64_t *pos, int64_t
     }
     for (int32_t l = 0; l < c->n_layers; l++) {
         const tsr__decoder_layer *ly = &m->layers[l];
+        if (ly->cross) {
+            /* Without cross states transformers skips the block (text-only path). */
+            if (s->n_media) cross_block(s, ly, T);
+            continue;
+        }
         float *kc = s->k_cache + ((int64_t)l * s->n_ctx + s->n_past) * kvd;
         float *vc = s->v_cache + ((int64_t)l * s->n_ctx + s->n_past) * kvd;
         for (int64_t t = 0; t < T; t++)
@@ -240,10 +328,47 @@ static tsr_status check_input(const tsr_session *s, const tsr_decode_input *in, 
     if (in->size < sizeof(size_t)) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "in->size is not set");
     if (in->n_ids < 1 || !in->ids)
         return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "no input ids (n_ids %lld)", (long long)in->n_ids);
-    if (in->cross_states)
+    if ((in->cross_states || in->cross_mask) && !c->n_cross)
         return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
-                        "cross-attention states are not supported by the %s decoder",
-                        c->model_type);
+                        "cross-attention states are not supported by the %s decoder (it has no "
+                        "cross-attention layers)", c->model_type);
+    int64_t n_media = s->n_media;
+    if (in->cross_states) {
+        const tsr_tensor *t = in->cross_states;
+        if (s->n_media)
+            return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
+                            "the session already holds cross-attention states; a second set needs "
+                            "tsr_session_reset");
+        if (t->dtype != TSR_DTYPE_F32 || t->ndim < 1 || t->ndim > TSR_MAX_DIMS || !t->data ||
+            t->shape[t->ndim - 1] != c->dim || !tsr_tensor_is_contiguous(t))
+            return TSR_FAIL(err, TSR_ERR_SHAPE,
+                            "cross_states must be contiguous F32 [..., %d] (hidden_size)", c->dim);
+        n_media = 1;
+        for (int32_t d = 0; d + 1 < t->ndim && n_media <= (1 << 22); d++)
+            n_media = t->shape[d] >= 0 && t->shape[d] <= (1 << 22) ? n_media * t->shape[d]
+                                                                     : (1 << 22) + 1;
+        if (n_media < 1 || n_media > (1 << 22))
+            return TSR_FAIL(err, TSR_ERR_LIMIT, "cross_states has %lld rows, [1, 2^22] allowed",
+                            (long long)n_media);
+    }
+    if (in->cross_mask) {
+        const tsr_tensor *t = in->cross_mask;
+        if (!n_media)
+            return TSR_FAIL(err, TSR_ERR_INVALID_ARG,
+                            "cross_mask without cross-attention states (in this call or before)");
+        if ((t->dtype != TSR_DTYPE_I64 && t->dtype != TSR_DTYPE_I32 && t->dtype != TSR_DTYPE_U8) ||
+            t->ndim < 1 || t->ndim > TSR_MAX_DIMS || !t->data || !tsr_tensor_is_contiguous(t))
+            return TSR_FAIL(err, TSR_ERR_SHAPE, "cross_mask must be contiguous I64, I32 or U8");
+        int32_t d0 = t->ndim >= 3 && t->shape[0] == 1 && t->shape[1] == in->n_ids ? 1 : 0;
+        int64_t nb = 1;
+        for (int32_t d = d0 + 1; d < t->ndim && nb <= n_media; d++)
+            nb = t->shape[d] >= 0 && t->shape[d] <= n_media ? nb * t->shape[d] : n_media + 1;
+        if (t->shape[d0] != in->n_ids || nb < 1 || nb > n_media || n_media % nb)
+            return TSR_FAIL(err, TSR_ERR_SHAPE,
+                            "cross_mask must be [n_ids (%lld), blocks...] with the blocks dividing "
+                            "the %lld cross-state rows",
+                            (long long)in->n_ids, (long long)n_media);
+    }
     if (in->n_ids > s->n_ctx - s->n_past)
         return TSR_FAIL(err, TSR_ERR_LIMIT,
                         "%lld tokens do not fit the context: %lld of n_ctx %lld used",
@@ -261,9 +386,9 @@ static tsr_status check_input(const tsr_session *s, const tsr_decode_input *in, 
                                 (long long)in->position_ids[i]);
     }
     for (int64_t i = 0; i < in->n_ids; i++)
-        if (in->ids[i] < 0 || in->ids[i] >= c->vocab)
+        if (in->ids[i] < 0 || in->ids[i] >= c->n_embed)
             return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "ids[%lld] = %d outside [0, %d)",
-                            (long long)i, in->ids[i], c->vocab);
+                            (long long)i, in->ids[i], c->n_embed);
     if (in->n_spans && !in->spans)
         return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "spans is NULL with n_spans %zu", in->n_spans);
     int64_t end = 0;
@@ -280,9 +405,97 @@ static tsr_status check_input(const tsr_session *s, const tsr_decode_input *in, 
     return TSR_OK;
 }
 
+/* Grows the cross-attention buffers to n_media rows; on failure the old ones stay. */
+static tsr_status cross_reserve(tsr_session *s, int64_t n_media, tsr_error *err) {
+    if (n_media <= s->media_cap) return TSR_OK;
+    const tsr__decoder_config *c = &s->m->cfg;
+    int64_t kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    int fail = 0;
+    float *k = alloc_f32(c->n_cross, n_media, kvd, &fail);
+    float *v = alloc_f32(c->n_cross, n_media, kvd, &fail);
+    float *sc = alloc_f32(tsr__pool_size(s->pool), ATT_ROWS, n_media, &fail);
+    uint8_t *rows = NULL, *full = NULL, *last = NULL;
+    size_t nr;
+    if (!fail && tsr__mul_size((size_t)s->n_batch, (size_t)n_media, &nr)) {
+        rows = tsr__malloc(nr);
+        full = tsr__malloc((size_t)s->n_batch);
+        last = tsr__malloc((size_t)n_media);
+    }
+    if (fail || !rows || !full || !last) {
+        tsr__free(k);
+        tsr__free(v);
+        tsr__free(sc);
+        tsr__free(rows);
+        tsr__free(full);
+        tsr__free(last);
+        return TSR_FAIL(err, TSR_ERR_OOM, "cross-attention K/V for %lld rows", (long long)n_media);
+    }
+    tsr__free(s->cross_k);
+    tsr__free(s->cross_v);
+    tsr__free(s->cross_scores);
+    tsr__free(s->mask_rows);
+    tsr__free(s->mask_full);
+    tsr__free(s->mask_last);
+    s->cross_k = k;
+    s->cross_v = v;
+    s->cross_scores = sc;
+    s->mask_rows = rows;
+    s->mask_full = full;
+    s->mask_last = last;
+    s->media_cap = n_media;
+    return TSR_OK;
+}
+
+/* k_proj + k_norm and v_proj of the cross states for every cross block, once per prompt. */
+static void cross_states_kv(tsr_session *s, const float *states, int64_t n_media) {
+    const tsr_model *m = s->m;
+    const tsr__decoder_config *c = &m->cfg;
+    int32_t hd = c->head_dim;
+    int64_t kvd = (int64_t)c->n_kv_heads * hd;
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        const tsr__decoder_layer *ly = &m->layers[l];
+        if (!ly->cross) continue;
+        float *k = s->cross_k + (int64_t)ly->cross_slot * s->media_cap * kvd;
+        float *v = s->cross_v + (int64_t)ly->cross_slot * s->media_cap * kvd;
+        tsr__matmul_wt(s->pool, k, states, ly->wk, NULL, n_media, c->dim, kvd);
+        tsr__matmul_wt(s->pool, v, states, ly->wv, NULL, n_media, c->dim, kvd);
+        for (int64_t i = 0; i < n_media * c->n_kv_heads; i++)
+            tsr__rmsnorm(k + i * hd, k + i * hd, ly->k_norm, hd, c->norm_eps);
+    }
+    s->n_media = n_media;
+}
+
+/* Value [i][b] of the caller's cross_mask (rows of n_blocks) is 1. */
+static int mask_allows(const tsr_tensor *t, int64_t i, int64_t n_blocks, int64_t b) {
+    int64_t at = i * n_blocks + b;
+    switch (t->dtype) {
+    case TSR_DTYPE_I64: return ((const int64_t *)t->data)[at] == 1;
+    case TSR_DTYPE_I32: return ((const int32_t *)t->data)[at] == 1;
+    default: return ((const uint8_t *)t->data)[at] == 1;
+    }
+}
+
+/* Mask rows of ids [i0, i0 + T) into mask_rows / mask_full. */
+static void cross_mask_rows(tsr_session *s, const tsr_tensor *mask, int64_t i0, int64_t T) {
+    int64_t nb = s->n_blocks;
+    for (int64_t t = 0; t < T; t++) {
+        uint8_t *row = s->mask_rows + t * s->media_cap, any = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            row[b] = mask ? (uint8_t)mask_allows(mask, i0 + t, nb, b) : s->mask_last[b];
+            any |= row[b];
+        }
+        s->mask_full[t] = any;
+    }
+}
+
 tsr_status tsr_session_decode(tsr_session *s, const tsr_decode_input *in, float *logits,
                               size_t logits_len, tsr_error *err) {
     if (!s || !in) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "session or input is NULL");
+    if (in->size < sizeof(size_t)) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "in->size is not set");
+    /* Fields past the caller's size keep their defaults. */
+    tsr_decode_input inl = tsr_decode_input_default();
+    memcpy(&inl, in, in->size < sizeof inl ? in->size : sizeof inl);
+    in = &inl;
     tsr_status st = check_input(s, in, err);
     if (st) return st;
     const tsr_model *m = s->m;
@@ -291,6 +504,18 @@ tsr_status tsr_session_decode(tsr_session *s, const tsr_decode_input *in, float 
     if (logits && logits_len < need)
         return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "logits holds %zu floats, %zu needed",
                         logits_len, need);
+    if (in->cross_states) {
+        int64_t n_media = tsr_tensor_numel(in->cross_states) / c->dim;
+        if ((st = cross_reserve(s, n_media, err))) return st;
+        cross_states_kv(s, in->cross_states->data, n_media);
+        s->n_blocks = 1;
+        s->mask_last[0] = 1;
+    }
+    if (in->cross_mask) {
+        /* check_input: the dims after n_ids multiply to the block count. */
+        int64_t nb = tsr_tensor_numel(in->cross_mask) / in->n_ids;
+        s->n_blocks = nb;
+    }
     size_t span = 0;
     for (int64_t i0 = 0; i0 < in->n_ids; i0 += s->n_batch) {
         int64_t T = in->n_ids - i0 < s->n_batch ? in->n_ids - i0 : s->n_batch;
@@ -303,6 +528,7 @@ tsr_status tsr_session_decode(tsr_session *s, const tsr_decode_input *in, float 
                 src = in->spans[span].data + (i - in->spans[span].start) * c->dim;
             memcpy(s->x + t * c->dim, src, (size_t)c->dim * sizeof(float));
         }
+        if (s->n_media) cross_mask_rows(s, in->cross_mask, i0, T);
         forward_chunk(s, T, in->position_ids ? in->position_ids + i0 : NULL, in->n_ids,
                       in->n_pos_rows);
         if (in->logits_all && logits) {
@@ -313,6 +539,9 @@ tsr_status tsr_session_decode(tsr_session *s, const tsr_decode_input *in, float 
                            NULL, T, c->dim, c->vocab);
         }
     }
+    if (in->cross_mask) /* later ids without a mask repeat the last row, as generate() does */
+        for (int64_t b = 0; b < s->n_blocks; b++)
+            s->mask_last[b] = (uint8_t)mask_allows(in->cross_mask, in->n_ids - 1, s->n_blocks, b);
     if (in->position_ids) {
         /* Later tokens continue after the largest position (transformers' rope_deltas). */
         int64_t mx = 0;

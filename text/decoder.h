@@ -22,7 +22,8 @@ typedef struct tsr__decoder_config {
     int32_t n_kv_heads;
     int32_t head_dim;
     int32_t ffn_dim;       /* intermediate_size */
-    int32_t vocab;
+    int32_t vocab;         /* rows of lm_head (logits) */
+    int32_t n_embed;       /* rows of embed_tokens: vocab, or vocab + 8 for mllama */
     int64_t max_pos;       /* max_position_embeddings */
     float norm_eps;
     int32_t qkv_bias;      /* qwen2, or llama attention_bias */
@@ -36,10 +37,19 @@ typedef struct tsr__decoder_config {
     int64_t rope_orig_max_pos;
     int32_t mrope;            /* Qwen2-VL multimodal RoPE: 3 position rows */
     int32_t mrope_section[3]; /* frequencies (of head_dim/2) taking rows t, h, w; sum head_dim/2 */
+    int32_t n_cross;          /* MLlama gated cross-attention layers */
 } tsr__decoder_config;
 
-/* One transformer block; every pointer is F32, row-major, shapes as (rows, cols). */
+/* One transformer block; every pointer is F32, row-major, shapes as (rows, cols).
+ * A cross-attention block (MLlama) has wq..wo, no biases, attending to the session's cross
+ * K/V (no RoPE, no KV cache), with q/k RMSNorm over head_dim and tanh gates on the attention
+ * and MLP outputs. */
 typedef struct tsr__decoder_layer {
+    int32_t cross;          /* 1: gated cross-attention block */
+    int32_t cross_slot;     /* its index among the cross blocks (session cross K/V) */
+    const float *q_norm, *k_norm;       /* (head_dim) cross only */
+    const float *attn_gate, *mlp_gate;  /* (1) cross only */
+    float attn_gate_tanh, mlp_gate_tanh; /* tanh of the gates, set at load */
     const float *attn_norm; /* (dim) */
     const float *wq;        /* (n_heads*head_dim, dim) */
     const float *wk;        /* (n_kv_heads*head_dim, dim) */
@@ -55,10 +65,11 @@ typedef struct tsr__decoder_layer {
 
 struct tsr_model {
     tsr__decoder_config cfg;
-    const float *tok_embed;     /* (vocab, dim) */
+    const float *tok_embed;     /* (n_embed, dim) */
     const float *out_norm;      /* (dim) */
     const float *lm_head;       /* (vocab, dim); tok_embed when tied */
     tsr__decoder_layer *layers; /* (n_layers) */
+    uint8_t *is_cross;          /* (n_layers) cross_attention_layers of an mllama config */
     float *inv_freq;            /* (head_dim/2) RoPE frequencies, scaling applied */
     int32_t *eos;               /* EOS ids (config then generation_config) */
     size_t n_eos;

@@ -348,3 +348,29 @@ void tsr__attention_block(float *out, const float *q, int64_t ldq, const float *
                     (blasint)n, 1.0f, scores, (blasint)n, vf, (blasint)ldkv, 0.0f, out,
                     (blasint)ldq);
 }
+
+void tsr__attention_masked_blocks(float *out, const float *q, int64_t ldq, const float *k,
+                                  const float *v, int64_t ldkv, int32_t head_dim, int64_t rows,
+                                  int64_t n_keys, const uint8_t *allow, int64_t ld_allow,
+                                  int64_t n_blocks, const uint8_t *masked, float scale,
+                                  float *scores) {
+    int64_t n = n_keys, bs = n_keys / n_blocks;
+    /* scores (rows, n) = scale * q (rows, hd) @ k (n, hd)^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)n, head_dim,
+                scale, q, (blasint)ldq, k, (blasint)ldkv, 0.0f, scores, (blasint)n);
+    /* Excluded keys get -inf (transformers adds finfo.min; both weigh 0 after the softmax
+     * of a row with an allowed key), then exactly 0. */
+    for (int64_t r = 0; r < rows; r++) {
+        float *sr = scores + r * n;
+        const uint8_t *al = allow + r * ld_allow;
+        for (int64_t b = 0; masked[r] && b < n_blocks; b++)
+            if (!al[b])
+                for (int64_t i = b * bs; i < (b + 1) * bs; i++) sr[i] = -INFINITY;
+        tsr__softmax(sr, n);
+        for (int64_t b = 0; masked[r] && b < n_blocks; b++)
+            if (!al[b]) memset(sr + b * bs, 0, (size_t)bs * sizeof(float));
+    }
+    /* out (rows, hd) = scores (rows, n) @ v (n, hd) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, head_dim, (blasint)n,
+                1.0f, scores, (blasint)n, v, (blasint)ldkv, 0.0f, out, (blasint)ldq);
+}

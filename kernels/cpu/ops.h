@@ -49,4 +49,16 @@ void tsr__attention_block(float *out, const float *q, int64_t ldq, const float *
                           int64_t ldkv, int32_t head_dim, int64_t rows, int64_t pos0,
                           int64_t window, float scale, float *scores);
 
+/* Non-causal attention of one head for `rows` query rows to n_keys keys split into n_blocks
+ * equal blocks (MLlama cross-attention): q, out (rows, head_dim) with row stride ldq; k, v
+ * (n_keys, head_dim) with row stride ldkv; row r with masked[r] != 0 gives weight 0 to the
+ * keys of every block b with allow[r * ld_allow + b] == 0 (at least one block must be
+ * allowed); a row with masked[r] == 0 attends to all keys. n_blocks divides n_keys.
+ * scores: scratch of rows * n_keys floats. */
+void tsr__attention_masked_blocks(float *out, const float *q, int64_t ldq, const float *k,
+                                  const float *v, int64_t ldkv, int32_t head_dim, int64_t rows,
+                                  int64_t n_keys, const uint8_t *allow, int64_t ld_allow,
+                                  int64_t n_blocks, const uint8_t *masked, float scale,
+                                  float *scores);
+
 #endif

@@ -635,10 +635,13 @@ tsr_status tsr_processor_run_prompt(const tsr_processor *p, const char *prompt,
 
 /* A model is loaded from a hub directory: config.json (text_config when nested),
  * generation_config.json (eos ids), model.safetensors or the shards named by
- * model.safetensors.index.json. Text decoders of model_type "qwen2", "llama", "mistral" and
- * "qwen2_vl" (its language model; the visual.* tensors are left to the vision encoder) are
- * supported: GQA, RMSNorm, SwiGLU, q/k/v bias (qwen2), tied or untied embeddings, RoPE
- * "default" and "llama3" scaling, Qwen2-VL's M-RoPE (mrope_section), Mistral's sliding window. Weights are mmapped; F32 tensors
+ * model.safetensors.index.json. Text decoders of model_type "qwen2", "llama", "mistral",
+ * "qwen2_vl" (its language model; the visual.* tensors are left to the vision encoder) and
+ * "mllama" (language_model.*; vision_model.* and multi_modal_projector.* are left to the
+ * vision encoder) are supported: GQA, RMSNorm, SwiGLU, q/k/v bias (qwen2), tied or untied
+ * embeddings, RoPE "default" and "llama3" scaling, Qwen2-VL's M-RoPE (mrope_section),
+ * Mistral's sliding window, MLlama's gated cross-attention layers (cross_attention_layers;
+ * ids may use the 8 embedding rows past vocab_size, e.g. <|image|>). Weights are mmapped; F32 tensors
  * are used in place, F16 / BF16 tensors are converted to F32 once at load (compute is F32).
  * Loading validates everything before the first forward: unknown model_type, config values
  * (heads dividing hidden_size, kv heads dividing heads, rope settings), every expected
@@ -708,7 +711,7 @@ typedef struct tsr_embed_span {
 /* Tokens appended to the session by one tsr_session_decode call. */
 typedef struct tsr_decode_input {
     size_t size;                 /* sizeof(tsr_decode_input) */
-    const int32_t *ids;          /* [n_ids] token ids in [0, vocab_size) */
+    const int32_t *ids;          /* [n_ids] token ids in [0, vocab_size) (+ 8 for mllama) */
     int64_t n_ids;
     const tsr_embed_span *spans; /* media embeddings (sorted, non-overlapping); may be NULL */
     size_t n_spans;
@@ -718,9 +721,22 @@ typedef struct tsr_decode_input {
      * last one used (n_past for text; after an explicit input, 1 + its largest position). */
     const int64_t *position_ids;
     int32_t n_pos_rows;
-    /* MLlama cross-attention states [n_media_tokens, hidden]; not yet supported. */
+    /* MLlama cross-attention states: F32, contiguous, last dim hidden_size, the rows in order
+     * (transformers' [n_images * n_tiles, n_patches, hidden] or flat [n_media, hidden]).
+     * Their keys and values are computed once, by this call, and kept by the session until
+     * tsr_session_reset (a second set in the same session is UNSUPPORTED). Without cross
+     * states (in this call or an earlier one) the cross-attention layers are skipped, as
+     * transformers does for text-only input. Models without such layers: UNSUPPORTED. */
     const tsr_tensor *cross_states;
     int32_t logits_all;          /* non-zero: logits of every position, else the last one */
+    /* MLlama cross_attention_mask of these ids: I64, I32 or U8, contiguous, [n_ids, ...] or
+     * [1, n_ids, ...] (the processor's [1, seq_len, max_images, max_tiles]); the values of a
+     * row after the first dims are its blocks (tiles), each n_media / n_blocks rows of the
+     * cross states; 1 attends, anything else does not. A token attending to no block
+     * attends to all and its cross-attention MLP output is dropped (transformers'
+     * full_text_row_masked_out_mask). NULL: tokens take the last row given (as generate()
+     * extends the mask), or attend to all when none was. Needs cross states. */
+    const tsr_tensor *cross_mask;
 } tsr_decode_input;
 
 tsr_decode_input tsr_decode_input_default(void);

@@ -38,6 +38,8 @@ static const family_defaults FAMILIES[] = {
     {"qwen2", 151936, 4096, 22016, 32, 32, 32, 32768, 1e-6, 0, 10000.0},
     /* Qwen2VLTextConfig (the language model of Qwen2VLForConditionalGeneration). */
     {"qwen2_vl", 152064, 8192, 29568, 80, 64, 8, 32768, 1e-5, 0, 1000000.0},
+    /* MllamaTextConfig (the language model of MllamaForConditionalGeneration). */
+    {"mllama", 128256, 4096, 14336, 40, 32, 8, 131072, 1e-5, 0, 500000.0},
 };
 
 #define CFG "config.json"
@@ -147,8 +149,8 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
         if (!strcmp(FAMILIES[i].model_type, mt)) fam = &FAMILIES[i];
     if (!fam)
         return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
-                        CFG ": model_type \"%s\" is not supported (qwen2, qwen2_vl, llama, mistral "
-                            "are)", mt);
+                        CFG ": model_type \"%s\" is not supported (qwen2, qwen2_vl, llama, mistral, "
+                            "mllama are)", mt);
     snprintf(c->model_type, sizeof c->model_type, "%s", mt);
     /* A text decoder nested as text_config (multimodal checkpoints) takes precedence. */
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
@@ -172,8 +174,10 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
                         CFG ": num_attention_heads (%d) does not divide hidden_size (%d)",
                         c->n_heads, c->dim);
     c->mrope = !strcmp(mt, "qwen2_vl");
-    if (c->mrope) {
-        /* Qwen2VLAttention takes hidden_size / num_attention_heads, whatever head_dim says. */
+    int mllama = !strcmp(mt, "mllama");
+    if (c->mrope || mllama) {
+        /* Qwen2VLAttention and the Mllama attentions take hidden_size / num_attention_heads,
+         * whatever head_dim says. */
         if (c->dim % c->n_heads)
             return TSR_FAIL(err, TSR_ERR_FORMAT,
                             CFG ": num_attention_heads (%d) does not divide hidden_size (%d)",
@@ -197,6 +201,9 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
                             CFG, err)))
         return st;
     c->max_pos = mp;
+    /* MllamaTextModel: embed_tokens holds 8 rows past the vocabulary (<|image|> is row
+     * vocab_size); lm_head has vocab_size. */
+    c->n_embed = c->vocab + (mllama ? 8 : 0);
     double eps;
     if ((st = tsr__json_double(tc, "rms_norm_eps", fam->eps, 0.0, 1.0, &eps, CFG, err))) return st;
     c->norm_eps = (float)eps;
@@ -212,7 +219,7 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
         if (b)
             return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
                             CFG ": qwen2 use_sliding_window=true is not supported");
-    } else if (!strcmp(mt, "llama")) {
+    } else if (!strcmp(mt, "llama") || mllama) {
         if ((st = tsr__json_bool(tc, "attention_bias", false, &b, CFG, err))) return st;
         c->qkv_bias = c->o_bias = b;
         if ((st = tsr__json_bool(tc, "mlp_bias", false, &b, CFG, err))) return st;
@@ -228,6 +235,36 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
     }
     if ((st = parse_rope(tc, fam->rope_theta, c, err))) return st;
     return c->mrope ? parse_mrope(tc, c, err) : TSR_OK;
+}
+
+/* MllamaTextConfig.cross_attention_layers (default [3, 8, ..., 38]); like transformers, an
+ * index outside [0, num_hidden_layers) names no layer. */
+static tsr_status parse_cross_layers(const cJSON *root, tsr_model *m, tsr_error *err) {
+    tsr__decoder_config *c = &m->cfg;
+    if (strcmp(c->model_type, "mllama")) return TSR_OK;
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+    if (!cJSON_IsObject(tc)) tc = root;
+    m->is_cross = tsr__calloc((size_t)c->n_layers, 1);
+    if (!m->is_cross) return TSR_FAIL(err, TSR_ERR_OOM, "cross-attention layer table");
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(tc, "cross_attention_layers");
+    static const int dflt[] = {3, 8, 13, 18, 23, 28, 33, 38};
+    if (!cl || cJSON_IsNull(cl)) {
+        for (size_t i = 0; i < sizeof dflt / sizeof dflt[0]; i++)
+            if (dflt[i] < c->n_layers) m->is_cross[dflt[i]] = 1;
+    } else {
+        if (!cJSON_IsArray(cl))
+            return TSR_FAIL(err, TSR_ERR_FORMAT, CFG ": cross_attention_layers must be a list");
+        for (const cJSON *e = cl->child; e; e = e->next) {
+            double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+            if (!isfinite(d) || d != floor(d))
+                return TSR_FAIL(err, TSR_ERR_FORMAT,
+                                CFG ": cross_attention_layers must be integers");
+            if (d >= 0 && d < c->n_layers) m->is_cross[(int32_t)d] = 1;
+        }
+    }
+    c->n_cross = 0;
+    for (int32_t i = 0; i < c->n_layers; i++) c->n_cross += m->is_cross[i];
+    return TSR_OK;
 }
 
 void tsr__rope_inv_freq(const tsr__decoder_config *c, float *inv_freq) {
@@ -326,17 +363,43 @@ static tsr_status build_expect(loader *L, tsr_error *err) {
     L->m->layers = tsr__calloc((size_t)c->n_layers, sizeof *L->m->layers);
     if (!L->ex || !L->m->layers) return TSR_FAIL(err, TSR_ERR_OOM, "tensor table");
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
-    add_expect(L, "model.embed_tokens.weight", c->vocab, c->dim, &L->m->tok_embed);
-    add_expect(L, "model.norm.weight", c->dim, 0, &L->m->out_norm);
-    if (!c->tied) add_expect(L, "lm_head.weight", c->vocab, c->dim, &L->m->lm_head);
+    /* MLlama hub checkpoints nest the language model (names as the hub holds them;
+     * transformers' in-memory names are mapped to these in take_tensor). */
+    const char *pre = L->m->is_cross ? "language_model.model." : "model.";
     char nm[128];
+    snprintf(nm, sizeof nm, "%sembed_tokens.weight", pre);
+    add_expect(L, nm, c->n_embed, c->dim, &L->m->tok_embed);
+    snprintf(nm, sizeof nm, "%snorm.weight", pre);
+    add_expect(L, nm, c->dim, 0, &L->m->out_norm);
+    if (!c->tied)
+        add_expect(L, L->m->is_cross ? "language_model.lm_head.weight" : "lm_head.weight",
+                   c->vocab, c->dim, &L->m->lm_head);
+    int32_t slot = 0;
     for (int32_t i = 0; i < c->n_layers; i++) {
         tsr__decoder_layer *ly = &L->m->layers[i];
-#define E(suffix, r, cc, field)                                        \
-    do {                                                               \
-        snprintf(nm, sizeof nm, "model.layers.%d.%s", (int)i, suffix); \
-        add_expect(L, nm, r, cc, &ly->field);                          \
+#define E(suffix, r, cc, field)                                           \
+    do {                                                                  \
+        snprintf(nm, sizeof nm, "%slayers.%d.%s", pre, (int)i, suffix);   \
+        add_expect(L, nm, r, cc, &ly->field);                             \
     } while (0)
+        if (L->m->is_cross && L->m->is_cross[i]) {
+            ly->cross = 1;
+            ly->cross_slot = slot++;
+            E("input_layernorm.weight", c->dim, 0, attn_norm);
+            E("cross_attn.q_proj.weight", q, c->dim, wq);
+            E("cross_attn.k_proj.weight", kv, c->dim, wk);
+            E("cross_attn.v_proj.weight", kv, c->dim, wv);
+            E("cross_attn.o_proj.weight", c->dim, q, wo);
+            E("cross_attn.q_norm.weight", c->head_dim, 0, q_norm);
+            E("cross_attn.k_norm.weight", c->head_dim, 0, k_norm);
+            E("cross_attn_attn_gate", 1, 0, attn_gate);
+            E("post_attention_layernorm.weight", c->dim, 0, ffn_norm);
+            E("mlp.gate_proj.weight", c->ffn_dim, c->dim, w_gate);
+            E("mlp.up_proj.weight", c->ffn_dim, c->dim, w_up);
+            E("mlp.down_proj.weight", c->dim, c->ffn_dim, w_down);
+            E("cross_attn_mlp_gate", 1, 0, mlp_gate);
+            continue;
+        }
         E("input_layernorm.weight", c->dim, 0, attn_norm);
         E("self_attn.q_proj.weight", q, c->dim, wq);
         E("self_attn.k_proj.weight", kv, c->dim, wk);
@@ -365,6 +428,13 @@ static int ignorable(const tsr__decoder_config *c, const char *name) {
     /* The vision tower of a multimodal checkpoint is the vision encoder's to load. */
     if (c->mrope && (!strncmp(name, "visual.", 7) || !strncmp(name, "model.visual.", 13)))
         return 1;
+    if (c->n_cross || !strcmp(c->model_type, "mllama")) {
+        static const char *const skip[] = {"vision_model.", "multi_modal_projector.",
+                                           "model.vision_model.", "model.multi_modal_projector."};
+        for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
+            if (!strncmp(name, skip[i], strlen(skip[i]))) return 1;
+        if (c->tied && !strcmp(name, "language_model.lm_head.weight")) return 1;
+    }
     return c->tied && !strcmp(name, "lm_head.weight");
 }
 
@@ -385,7 +455,20 @@ static void shape_str(char *buf, size_t cap, int32_t ndim, const int64_t *shape)
 static tsr_status take_tensor(loader *L, tsr_safetensors *st, const char *file, const char *name,
                               tsr_error *err) {
     tsr_model *m = L->m;
-    expect *e = find_expect(L, name);
+    /* MLlama: transformers' in-memory names (model.language_model.*, lm_head.weight) stand for
+     * the hub's language_model.model.* and language_model.lm_head.weight. */
+    char mapped[160];
+    const char *key = name;
+    if (m->is_cross) {
+        const char *lm = "model.language_model.";
+        if (!strncmp(name, lm, strlen(lm)) &&
+            (size_t)snprintf(mapped, sizeof mapped, "language_model.model.%s",
+                             name + strlen(lm)) < sizeof mapped)
+            key = mapped;
+        else if (!strcmp(name, "lm_head.weight"))
+            key = "language_model.lm_head.weight";
+    }
+    expect *e = find_expect(L, key);
     if (!e) {
         if (ignorable(&m->cfg, name)) return TSR_OK;
         return TSR_FAIL(err, TSR_ERR_FORMAT, "%s: unexpected tensor '%s' for model_type %s", file,
@@ -512,6 +595,7 @@ void tsr_model_free(tsr_model *m) {
     tsr__free(m->files);
     tsr__free(m->owned);
     tsr__free(m->layers);
+    tsr__free(m->is_cross);
     tsr__free(m->inv_freq);
     tsr__free(m->eos);
     tsr__free(m);
@@ -549,6 +633,7 @@ tsr_status tsr_model_load(const char *model_dir, const tsr_model_params *params,
     int32_t eos_cap = 0;
     tsr_status s = tsr__json_load(path, dp.max_config_bytes, &cfg, err);
     if (!s) s = parse_config(cfg, &m->cfg, err);
+    if (!s) s = parse_cross_layers(cfg, m, err);
     if (!s && m->cfg.max_pos > ((int64_t)1 << 31))
         s = TSR_FAIL(err, TSR_ERR_LIMIT, CFG ": max_position_embeddings %lld is too large",
                      (long long)m->cfg.max_pos);
@@ -609,7 +694,13 @@ tsr_status tsr_model_load(const char *model_dir, const tsr_model_params *params,
             s = TSR_FAIL(err, TSR_ERR_FORMAT, "model_type %s: tensor '%s' is missing",
                          m->cfg.model_type, L.ex[i].name);
     if (!s) {
-        if (m->cfg.tied) m->lm_head = m->tok_embed;
+        if (m->cfg.tied) m->lm_head = m->tok_embed; /* its first vocab rows */
+        for (int32_t i = 0; i < m->cfg.n_layers; i++)
+            if (m->layers[i].cross) {
+                /* transformers applies tanh to the f32 gate parameters in every forward */
+                m->layers[i].attn_gate_tanh = tanhf(m->layers[i].attn_gate[0]);
+                m->layers[i].mlp_gate_tanh = tanhf(m->layers[i].mlp_gate[0]);
+            }
         if (progress(&L, "done")) s = TSR_FAIL(err, TSR_ERR_CANCELLED, "cancelled by the progress callback");
     }
     for (size_t i = 0; i < n_shards; i++) tsr__free(shards[i]);

@@ -29,6 +29,17 @@ Cases (random weights, seed fixed, hidden 64):
                embeddings fed through inputs_embeds (p<i>.image_embeds F32 [N, 64], placed at
                p<i>.image_starts / p<i>.image_lens), prefill logits, then greedy steps at
                positions max + 1, max + 2, ... (generate()'s rope_deltas), no tokenizer.
+  mllama       MllamaForConditionalGeneration (hub layout: language_model.*, a tiny vision
+               tower and projector the decoder must skip), 4 layers of which 1 and 3 are gated
+               cross-attention layers (gates set to 0.7 / -0.5 / 0.9 / 0.6 so they matter),
+               GQA 4/2, llama3 rope, vocab 256 (+8 embedding rows; <|image|> = 256), untied.
+               Per prompt: p<i>.ids, and for prompts with images random cross-attention states
+               fed instead of pixel values (p<i>.cross_states F32 [n_images * max_tiles,
+               n_patches 5, 64]) with the processor's mask (p<i>.cross_mask I64 [1, T, n_images,
+               max_tiles], from get_cross_attention_token_mask and the images' tile counts:
+               tokens before the first image attend to none, tiles past an image's count are
+               masked); greedy steps feed the mask's last row, as generate() extends it. The
+               last prompt has no image (cross layers skipped). No tokenizer.
 The bf16 variant carries only the first prompt and no tokenizer (fixture size).
 
 tests/fixtures/decoder/sampler.json: fixed logits through transformers' logits processors
@@ -45,8 +56,11 @@ import sys
 
 import torch
 from safetensors.torch import load_file, save_file
+from transformers.models.mllama.processing_mllama import (
+    convert_sparse_cross_attention_mask_to_dense, get_cross_attention_token_mask)
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LogitsProcessorList,
-                          MinPLogitsWarper, MistralConfig, Qwen2Config, Qwen2VLConfig,
+                          MinPLogitsWarper, MistralConfig, MllamaConfig,
+                          MllamaForConditionalGeneration, Qwen2Config, Qwen2VLConfig,
                           Qwen2VLForConditionalGeneration,
                           RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
                           TopKLogitsWarper, TopPLogitsWarper)
@@ -242,6 +256,83 @@ def build_qwen2_vl():
     save_file(tensors, os.path.join(OUT, name + ".expected.safetensors"))
 
 
+# MLlama: <|image|> is the first id past the vocabulary; (ids, tiles of each image) per prompt.
+ML_IMAGE = 256
+ML_PROMPTS = [
+    ([5, 6, ML_IMAGE, ML_IMAGE, 20, 21, 22, 23, 24, 25, 26, 27], [2, 1]),
+    ([7, ML_IMAGE, 30, 31, 32, 33, 34, ML_IMAGE, 40, 41, 42, 43, 44], [1, 2]),
+    ([9, 10, 11, 12, 13, 14, 15, 16, 17], []),
+]
+
+
+@torch.no_grad()
+def build_mllama():
+    name = "mllama"
+    d = os.path.join(OUT, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(6)
+    max_tiles = 2
+    cfg = MllamaConfig(
+        text_config=dict(vocab_size=256, hidden_size=64, intermediate_size=96,
+                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                         cross_attention_layers=[1, 3], max_position_embeddings=512,
+                         rms_norm_eps=1e-5,
+                         rope_parameters={"rope_type": "llama3", "factor": 8.0,
+                                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                          "original_max_position_embeddings": 64,
+                                          "rope_theta": 500000.0},
+                         bos_token_id=1, eos_token_id=2, pad_token_id=3),
+        vision_config=dict(hidden_size=16, attention_heads=2, num_hidden_layers=1,
+                           num_global_layers=1, intermediate_size=32, vision_output_dim=32,
+                           image_size=28, patch_size=14, max_num_tiles=max_tiles,
+                           intermediate_layers_indices=[0],
+                           supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]]),
+        image_token_index=ML_IMAGE)
+    model = MllamaForConditionalGeneration(cfg).to(torch.float32)
+    for n, p in model.named_parameters():
+        if n.endswith("norm.weight") or "layernorm" in n:
+            p.copy_(1.0 + 0.1 * torch.randn_like(p))
+        else:
+            p.copy_(torch.randn_like(p) * 0.08)
+    lm = model.model.language_model
+    for i, (ga, gm) in zip(cfg.text_config.cross_attention_layers, [(0.7, -0.5), (0.9, 0.6)]):
+        lm.layers[i].cross_attn_attn_gate.fill_(ga)
+        lm.layers[i].cross_attn_mlp_gate.fill_(gm)
+    model.save_pretrained(d)
+    model = MllamaForConditionalGeneration.from_pretrained(d, dtype=torch.float32).eval()
+    n_patches = model.model.vision_model.num_patches
+    g = torch.Generator().manual_seed(8)
+    tensors = {}
+    for i, (ids, tiles) in enumerate(ML_PROMPTS):
+        x = torch.tensor([ids])
+        kw = {}
+        if tiles:
+            states = torch.randn(len(tiles) * max_tiles, n_patches, 64, generator=g)
+            tok_mask = get_cross_attention_token_mask(ids, ML_IMAGE)
+            mask = torch.from_numpy(convert_sparse_cross_attention_mask_to_dense(
+                [tok_mask], [tiles], max_tiles, len(ids))).to(torch.int64)
+            kw = {"cross_attention_states": states, "cross_attention_mask": mask}
+            tensors["p%d.cross_states" % i] = states.contiguous()
+            tensors["p%d.cross_mask" % i] = mask.contiguous()
+        out = model(input_ids=x, use_cache=True, **kw)
+        tensors["p%d.ids" % i] = x[0].to(torch.int32)
+        tensors["p%d.prefill" % i] = out.logits[0].float().contiguous()
+        cache, last = out.past_key_values, out.logits[0, -1]
+        greedy, steps = [], []
+        for s in range(N_GREEDY):
+            nxt = int(torch.argmax(last))
+            greedy.append(nxt)
+            step_kw = {"cross_attention_mask": kw["cross_attention_mask"][:, -1:]} if tiles else {}
+            out = model(input_ids=torch.tensor([[nxt]]), cache=cache, use_cache=True, **step_kw)
+            cache, last = out.past_key_values, out.logits[0, -1]
+            if s < N_STEPS:
+                steps.append(last.float().clone())
+        tensors["p%d.steps" % i] = torch.stack(steps).contiguous()
+        tensors["p%d.greedy" % i] = torch.tensor(greedy, dtype=torch.int32)
+    save_file(tensors, os.path.join(OUT, name + ".expected.safetensors"))
+
+
 def sampler_cases():
     g = torch.Generator().manual_seed(7)
     V = 64
@@ -297,7 +388,9 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     if ONLY is None or "qwen2_vl" in ONLY:
         build_qwen2_vl()
-    if ONLY is not None and not (ONLY - {"qwen2_vl"}):
+    if ONLY is None or "mllama" in ONLY:
+        build_mllama()
+    if ONLY is not None and not (ONLY - {"qwen2_vl", "mllama"}):
         return
     tq = AutoTokenizer.from_pretrained(os.path.join(TOK, "qwen2"))
     vq = len(tq)
