@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../kernels/cpu/ops.h"
 
 /* Query rows per attention work item: scores of a block are one (ATT_ROWS, keys) matrix. */
 #define ATT_ROWS 64
@@ -142,6 +141,12 @@ tsr_status tsr_session_new(const tsr_model *m, const tsr_session_params *params,
     if (!s->pool) {
         tsr_session_free(s);
         return TSR_FAIL(err, TSR_ERR_OOM, "thread pool of %d threads", nt);
+    }
+    /* Per-worker slab that 16-bit weight rows are widened into for chunks of T > 1. */
+    if (m->max_k16 && B > 1 &&
+        tsr__pool_reserve(s->pool, (size_t)TSR__WSLAB_ROWS * (size_t)m->max_k16)) {
+        tsr_session_free(s);
+        return TSR_FAIL(err, TSR_ERR_OOM, "weight scratch of %d threads", nt);
     }
     *out = s;
     return TSR_OK;
@@ -523,10 +528,12 @@ tsr_status tsr_session_decode(tsr_session *s, const tsr_decode_input *in, float 
             int64_t i = i0 + t;
             while (span < in->n_spans && in->spans[span].start + in->spans[span].n_tokens <= i)
                 span++;
-            const float *src = m->tok_embed + (int64_t)in->ids[i] * c->dim;
             if (span < in->n_spans && in->spans[span].start <= i)
-                src = in->spans[span].data + (i - in->spans[span].start) * c->dim;
-            memcpy(s->x + t * c->dim, src, (size_t)c->dim * sizeof(float));
+                memcpy(s->x + t * c->dim,
+                       in->spans[span].data + (i - in->spans[span].start) * c->dim,
+                       (size_t)c->dim * sizeof(float));
+            else
+                tsr__wmat_row(s->x + t * c->dim, m->tok_embed, in->ids[i], c->dim);
         }
         if (s->n_media) cross_mask_rows(s, in->cross_mask, i0, T);
         forward_chunk(s, T, in->position_ids ? in->position_ids + i0 : NULL, in->n_ids,

@@ -6,6 +6,7 @@
 #define TSR_TEXT_DECODER_H
 
 #include "tessera_internal.h"
+#include "../kernels/cpu/ops.h"
 
 typedef enum tsr__rope_type {
     TSR__ROPE_DEFAULT = 0,
@@ -40,7 +41,8 @@ typedef struct tsr__decoder_config {
     int32_t n_cross;          /* MLlama gated cross-attention layers */
 } tsr__decoder_config;
 
-/* One transformer block; every pointer is F32, row-major, shapes as (rows, cols).
+/* One transformer block, row-major, shapes as (rows, cols): vectors are F32, weight matrices
+ * (tsr__wmat) are F32, BF16 or F16 as the checkpoint stores them (mmapped, not copied).
  * A cross-attention block (MLlama) has wq..wo, no biases, attending to the session's cross
  * K/V (no RoPE, no KV cache), with q/k RMSNorm over head_dim and tanh gates on the attention
  * and MLP outputs. */
@@ -51,23 +53,23 @@ typedef struct tsr__decoder_layer {
     const float *attn_gate, *mlp_gate;  /* (1) cross only */
     float attn_gate_tanh, mlp_gate_tanh; /* tanh of the gates, set at load */
     const float *attn_norm; /* (dim) */
-    const float *wq;        /* (n_heads*head_dim, dim) */
-    const float *wk;        /* (n_kv_heads*head_dim, dim) */
-    const float *wv;        /* (n_kv_heads*head_dim, dim) */
-    const float *wo;        /* (dim, n_heads*head_dim) */
+    tsr__wmat wq;        /* (n_heads*head_dim, dim) */
+    tsr__wmat wk;        /* (n_kv_heads*head_dim, dim) */
+    tsr__wmat wv;        /* (n_kv_heads*head_dim, dim) */
+    tsr__wmat wo;        /* (dim, n_heads*head_dim) */
     const float *bq, *bk, *bv; /* (rows of wq/wk/wv) or NULL */
     const float *bo;        /* (dim) or NULL */
     const float *ffn_norm;  /* (dim) */
-    const float *w_gate;    /* (ffn_dim, dim) */
-    const float *w_up;      /* (ffn_dim, dim) */
-    const float *w_down;    /* (dim, ffn_dim) */
+    tsr__wmat w_gate;    /* (ffn_dim, dim) */
+    tsr__wmat w_up;      /* (ffn_dim, dim) */
+    tsr__wmat w_down;    /* (dim, ffn_dim) */
 } tsr__decoder_layer;
 
 struct tsr_model {
     tsr__decoder_config cfg;
-    const float *tok_embed;     /* (n_embed, dim) */
+    tsr__wmat tok_embed;        /* (n_embed, dim) */
     const float *out_norm;      /* (dim) */
-    const float *lm_head;       /* (vocab, dim); tok_embed when tied */
+    tsr__wmat lm_head;          /* (vocab, dim); tok_embed when tied */
     tsr__decoder_layer *layers; /* (n_layers) */
     uint8_t *is_cross;          /* (n_layers) cross_attention_layers of an mllama config */
     float *inv_freq;            /* (head_dim/2) RoPE frequencies, scaling applied */
@@ -75,8 +77,9 @@ struct tsr_model {
     size_t n_eos;
     tsr_safetensors **files;    /* mmapped shards */
     size_t n_files;
-    void **owned;               /* F32 copies of F16/BF16 (or unaligned) tensors */
+    void **owned;               /* F32 copies of F16/BF16 vectors (norms, biases, gates) */
     size_t n_owned;
+    int32_t max_k16;            /* widest K of a 16-bit weight matrix (0: all F32) */
 };
 
 const tsr_model *tsr__session_model(const tsr_session *s);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define TSR_X86 1
 #endif
@@ -29,6 +30,8 @@ struct tsr__pool {
     int quit;
     tsr__pool_fn fn;
     void *arg;
+    float **scratch;   /* (n) per-worker scratch of scratch_n floats, or NULL */
+    size_t scratch_n;
 };
 
 typedef struct {
@@ -103,11 +106,40 @@ void tsr__pool_free(tsr__pool *p) {
     pthread_cond_destroy(&p->start);
     pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->mu);
+    for (int32_t i = 0; p->scratch && i < p->n; i++) tsr__free(p->scratch[i]);
+    tsr__free(p->scratch);
     tsr__free(p->threads);
     tsr__free(p);
 }
 
 int32_t tsr__pool_size(const tsr__pool *p) { return p ? p->n : 1; }
+
+int tsr__pool_reserve(tsr__pool *p, size_t n) {
+    if (!p || n <= p->scratch_n) return 0;
+    size_t bytes;
+    if (!tsr__mul_size(n, sizeof(float), &bytes)) return -1;
+    if (!p->scratch) {
+        p->scratch = tsr__calloc((size_t)p->n, sizeof *p->scratch);
+        if (!p->scratch) return -1;
+    }
+    for (int32_t i = 0; i < p->n; i++) {
+        float *b = tsr__malloc(bytes);
+        if (!b) return -1; /* the workers before i hold n, the rest the old size: keep old */
+        tsr__free(p->scratch[i]);
+        p->scratch[i] = b;
+    }
+    p->scratch_n = n;
+    return 0;
+}
+
+float *tsr__pool_scratch(tsr__pool *p, int32_t w, size_t *n) {
+    if (!p || !p->scratch || w < 0 || w >= p->n) {
+        *n = 0;
+        return NULL;
+    }
+    *n = p->scratch_n;
+    return p->scratch[w];
+}
 
 void tsr__pool_run(tsr__pool *p, tsr__pool_fn fn, void *arg) {
     if (!p || p->n == 1) {
@@ -145,9 +177,134 @@ static void split(int64_t n, int64_t align, int32_t w, int32_t nw, int64_t *a, i
     *b = hi < n ? hi : n;
 }
 
+/* 16-bit weights are widened exactly (every BF16 and F16 value is an F32 value); only the
+ * summation order of the dot product differs from sgemv. */
+#ifdef TSR_X86
+static int has_avx2_f16c(void);
+static void widen_avx2(float *out, const uint16_t *h, int64_t n, int bf16);
+#endif
+
+static void widen_row(float *out, tsr__wmat w, int64_t r, int64_t n) {
+    if (w.type == TSR__W_F32) {
+        memcpy(out, (const float *)w.data + r * n, (size_t)n * sizeof(float));
+        return;
+    }
+    const uint16_t *h = (const uint16_t *)w.data + r * n;
+#ifdef TSR_X86
+    if (has_avx2_f16c()) {
+        widen_avx2(out, h, n, w.type == TSR__W_BF16);
+        return;
+    }
+#endif
+    if (w.type == TSR__W_BF16)
+        for (int64_t i = 0; i < n; i++) out[i] = tsr__bf16_to_f32(h[i]);
+    else
+        for (int64_t i = 0; i < n; i++) out[i] = tsr__f16_to_f32(h[i]);
+}
+
+void tsr__wmat_row(float *out, tsr__wmat w, int64_t r, int64_t n) { widen_row(out, w, r, n); }
+
+#ifdef TSR_X86
+static int has_avx2_f16c(void) {
+    static int v = -1;
+    if (v < 0) {
+        __builtin_cpu_init();
+        unsigned a, b, c, d;
+        /* F16C is CPUID.1:ECX bit 29 (clang's __builtin_cpu_supports does not name it) */
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+            __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1u);
+    }
+    return v;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline __m256 load8_w(const uint16_t *p,
+                                                                    int bf16) {
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
+    if (bf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void widen_avx2(float *out, const uint16_t *h,
+                                                                int64_t n, int bf16) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, load8_w(h + i, bf16));
+    for (; i < n; i++) out[i] = bf16 ? tsr__bf16_to_f32(h[i]) : tsr__f16_to_f32(h[i]);
+}
+
+/* out[r] = x (K) . w[r] (K) for rows [0, rows) of 16-bit w (row stride K); four rows share
+ * each load of x. */
+__attribute__((target("avx2,fma,f16c"))) static void dot_rows_avx2(float *out, const float *x,
+                                                                   const uint16_t *w,
+                                                                   int64_t rows, int64_t K,
+                                                                   int bf16) {
+    int64_t r = 0, K8 = K & ~(int64_t)7;
+    for (; r + 4 <= rows; r += 4) {
+        const uint16_t *w0 = w + r * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = 0; i < K8; i += 8) {
+            __m256 xv = _mm256_loadu_ps(x + i);
+            a0 = _mm256_fmadd_ps(load8_w(w0 + i, bf16), xv, a0);
+            a1 = _mm256_fmadd_ps(load8_w(w1 + i, bf16), xv, a1);
+            a2 = _mm256_fmadd_ps(load8_w(w2 + i, bf16), xv, a2);
+            a3 = _mm256_fmadd_ps(load8_w(w3 + i, bf16), xv, a3);
+        }
+        float s[4] = {hsum8(a0), hsum8(a1), hsum8(a2), hsum8(a3)};
+        const uint16_t *wr[4] = {w0, w1, w2, w3};
+        for (int k = 0; k < 4; k++) {
+            for (int64_t i = K8; i < K; i++)
+                s[k] += x[i] * (bf16 ? tsr__bf16_to_f32(wr[k][i]) : tsr__f16_to_f32(wr[k][i]));
+            out[r + k] = s[k];
+        }
+    }
+    for (; r < rows; r++) {
+        const uint16_t *w0 = w + r * K;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int64_t i = 0; i < K8; i += 8)
+            a0 = _mm256_fmadd_ps(load8_w(w0 + i, bf16), _mm256_loadu_ps(x + i), a0);
+        float s = hsum8(a0);
+        for (int64_t i = K8; i < K; i++)
+            s += x[i] * (bf16 ? tsr__bf16_to_f32(w0[i]) : tsr__f16_to_f32(w0[i]));
+        out[r] = s;
+    }
+}
+#endif
+
+/* out[r] = x (K) . w[r0 + r] (K) for r in [0, rows), w 16-bit. */
+static void dot_rows(float *out, const float *x, tsr__wmat w, int64_t r0, int64_t rows,
+                     int64_t K) {
+    const uint16_t *h = (const uint16_t *)w.data + r0 * K;
+    int bf16 = w.type == TSR__W_BF16;
+#ifdef TSR_X86
+    if (has_avx2_f16c()) {
+        dot_rows_avx2(out, x, h, rows, K, bf16);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        const uint16_t *wr = h + r * K;
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t i = 0;
+        for (; i + 8 <= K; i += 8)
+            for (int k = 0; k < 8; k++)
+                acc[k] += x[i + k] * (bf16 ? tsr__bf16_to_f32(wr[i + k]) : tsr__f16_to_f32(wr[i + k]));
+        float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        for (; i < K; i++) s += x[i] * (bf16 ? tsr__bf16_to_f32(wr[i]) : tsr__f16_to_f32(wr[i]));
+        out[r] = s;
+    }
+}
+
 typedef struct {
+    tsr__pool *p;
     float *out;
-    const float *x, *w, *bias;
+    const float *x, *bias;
+    tsr__wmat w;
     int64_t T, K, N;
 } matmul_job;
 
@@ -157,13 +314,32 @@ static void matmul_part(void *arg, int32_t worker, int32_t n_workers) {
     split(j->N, 16, worker, n_workers, &n0, &n1);
     if (n1 <= n0) return;
     int64_t rows = n1 - n0;
-    if (j->T == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)rows, (blasint)j->K, 1.0f,
-                    j->w + n0 * j->K, (blasint)j->K, j->x, 1, 0.0f, j->out + n0, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)j->T, (blasint)rows,
-                    (blasint)j->K, 1.0f, j->x, (blasint)j->K, j->w + n0 * j->K, (blasint)j->K,
-                    0.0f, j->out + n0, (blasint)j->N);
+    if (j->w.type == TSR__W_F32) {
+        const float *w = j->w.data;
+        if (j->T == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)rows, (blasint)j->K, 1.0f,
+                        w + n0 * j->K, (blasint)j->K, j->x, 1, 0.0f, j->out + n0, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)j->T, (blasint)rows,
+                        (blasint)j->K, 1.0f, j->x, (blasint)j->K, w + n0 * j->K, (blasint)j->K,
+                        0.0f, j->out + n0, (blasint)j->N);
+    } else {
+        size_t cap;
+        float *slab = tsr__pool_scratch(j->p, worker, &cap);
+        if (j->T == 1 || !slab || cap < (size_t)TSR__WSLAB_ROWS * (size_t)j->K) {
+            for (int64_t t = 0; t < j->T; t++)
+                dot_rows(j->out + t * j->N + n0, j->x + t * j->K, j->w, n0, rows, j->K);
+        } else {
+            /* slab (nr, K): rows [r0, r0 + nr) of w widened, then out[:, r0..] = x @ slab^T */
+            for (int64_t r0 = n0; r0 < n1; r0 += TSR__WSLAB_ROWS) {
+                int64_t nr = n1 - r0 < TSR__WSLAB_ROWS ? n1 - r0 : TSR__WSLAB_ROWS;
+                for (int64_t r = 0; r < nr; r++) widen_row(slab + r * j->K, j->w, r0 + r, j->K);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)j->T, (blasint)nr,
+                            (blasint)j->K, 1.0f, j->x, (blasint)j->K, slab, (blasint)j->K, 0.0f,
+                            j->out + r0, (blasint)j->N);
+            }
+        }
+    }
     if (j->bias)
         for (int64_t t = 0; t < j->T; t++) {
             float *o = j->out + t * j->N;
@@ -171,9 +347,9 @@ static void matmul_part(void *arg, int32_t worker, int32_t n_workers) {
         }
 }
 
-void tsr__matmul_wt(tsr__pool *p, float *out, const float *x, const float *w, const float *bias,
+void tsr__matmul_wt(tsr__pool *p, float *out, const float *x, tsr__wmat w, const float *bias,
                     int64_t T, int64_t K, int64_t N) {
-    matmul_job j = {out, x, w, bias, T, K, N};
+    matmul_job j = {p, out, x, bias, w, T, K, N};
     if (T * K * N < (int64_t)1 << 16) {
         matmul_part(&j, 0, 1);
         return;

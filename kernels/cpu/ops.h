@@ -1,6 +1,8 @@
 /*
- * ops.h - CPU kernels of the text decoder (F32). Internal; not installed.
- * Every kernel takes row-major contiguous buffers; shapes are in the comments.
+ * ops.h - CPU kernels of the text decoder. Internal; not installed.
+ * Activations are F32; weight matrices are F32, BF16 or F16 as the checkpoint stores them and
+ * are widened to F32 inside the kernels. Every kernel takes row-major contiguous buffers;
+ * shapes are in the comments.
  */
 #ifndef TSR_KERNELS_CPU_OPS_H
 #define TSR_KERNELS_CPU_OPS_H
@@ -11,6 +13,19 @@
 /* A fixed pool of worker threads; the caller's thread is worker 0. Created once per
  * session; tsr__pool_run does not allocate. */
 typedef struct tsr__pool tsr__pool;
+
+/* Element type of a weight matrix as stored (mmapped checkpoint bytes). */
+typedef enum tsr__wtype { TSR__W_F32 = 0, TSR__W_BF16, TSR__W_F16 } tsr__wtype;
+
+/* A row-major weight matrix: data points at F32, BF16 or F16 values (aligned to their size). */
+typedef struct tsr__wmat {
+    const void *data;
+    tsr__wtype type;
+} tsr__wmat;
+
+/* Rows a worker widens per step of a 16-bit matmul with T > 1: the pool scratch of each
+ * worker must hold TSR__WSLAB_ROWS * K floats (tsr__pool_reserve) for the widest K. */
+#define TSR__WSLAB_ROWS 128
 typedef void (*tsr__pool_fn)(void *arg, int32_t worker, int32_t n_workers);
 
 /* n_threads >= 1; returns NULL on failure (OOM or thread creation). */
@@ -19,13 +34,23 @@ void tsr__pool_free(tsr__pool *p);
 int32_t tsr__pool_size(const tsr__pool *p);
 /* Runs fn(arg, w, n) on every worker w in [0, n) and waits for all. p may be NULL (one). */
 void tsr__pool_run(tsr__pool *p, tsr__pool_fn fn, void *arg);
+/* Gives every worker a scratch of n floats (kept across calls; grows only). 0 or -1 (OOM). */
+int tsr__pool_reserve(tsr__pool *p, size_t n);
+/* Worker w's scratch and its size in floats (NULL, 0 when none was reserved). */
+float *tsr__pool_scratch(tsr__pool *p, int32_t w, size_t *n);
+
+/* out (n) = row r of w (rows, n), widened to F32. */
+void tsr__wmat_row(float *out, tsr__wmat w, int64_t r, int64_t n);
 
 /* Sets the BLAS library to one thread per caller (our pool splits the work); idempotent. */
 void tsr__blas_init(void);
 
 /* out (T, N) = x (T, K) @ w (N, K)^T (+ bias (N) when non-NULL). Split over N, each worker
- * calling single-threaded BLAS sgemm (sgemv for T = 1) on its rows of w. */
-void tsr__matmul_wt(tsr__pool *p, float *out, const float *x, const float *w, const float *bias,
+ * working on its rows of w. F32 w: single-threaded BLAS sgemm (sgemv for T = 1). BF16/F16 w:
+ * for T = 1 a dot product that widens w as it reads (AVX2+FMA+F16C when the CPU has them);
+ * for T > 1 each worker widens TSR__WSLAB_ROWS rows at a time into its pool scratch and calls
+ * sgemm on them (without enough scratch: the dot product per row). Does not allocate. */
+void tsr__matmul_wt(tsr__pool *p, float *out, const float *x, tsr__wmat w, const float *bias,
                     int64_t T, int64_t K, int64_t N);
 
 /* out (n) = x (n) / sqrt(mean(x^2) + eps) * w (n), as transformers' RMSNorm in f32. */

@@ -334,7 +334,8 @@ typedef struct expect {
     char name[128];
     int64_t shape[2];
     int32_t ndim;
-    const float **dst;
+    const float **dst;  /* vectors: F32 (16-bit ones converted at load) */
+    tsr__wmat *wdst;    /* matrices: as stored */
     int found;
 } expect;
 
@@ -348,12 +349,18 @@ typedef struct loader {
 
 static void add_expect(loader *L, const char *name, int64_t r, int64_t c, const float **dst) {
     expect *e = &L->ex[L->n_ex++];
+    e->wdst = NULL;
     snprintf(e->name, sizeof e->name, "%s", name);
     e->shape[0] = r;
     e->shape[1] = c;
     e->ndim = c ? 2 : 1;
     e->dst = dst;
     e->found = 0;
+}
+
+static void add_expect_w(loader *L, const char *name, int64_t r, int64_t c, tsr__wmat *dst) {
+    add_expect(L, name, r, c, NULL);
+    L->ex[L->n_ex - 1].wdst = dst;
 }
 
 static tsr_status build_expect(loader *L, tsr_error *err) {
@@ -368,11 +375,11 @@ static tsr_status build_expect(loader *L, tsr_error *err) {
     const char *pre = L->m->is_cross ? "language_model.model." : "model.";
     char nm[128];
     snprintf(nm, sizeof nm, "%sembed_tokens.weight", pre);
-    add_expect(L, nm, c->n_embed, c->dim, &L->m->tok_embed);
+    add_expect_w(L, nm, c->n_embed, c->dim, &L->m->tok_embed);
     snprintf(nm, sizeof nm, "%snorm.weight", pre);
     add_expect(L, nm, c->dim, 0, &L->m->out_norm);
     if (!c->tied)
-        add_expect(L, L->m->is_cross ? "language_model.lm_head.weight" : "lm_head.weight",
+        add_expect_w(L, L->m->is_cross ? "language_model.lm_head.weight" : "lm_head.weight",
                    c->vocab, c->dim, &L->m->lm_head);
     int32_t slot = 0;
     for (int32_t i = 0; i < c->n_layers; i++) {
@@ -382,29 +389,34 @@ static tsr_status build_expect(loader *L, tsr_error *err) {
         snprintf(nm, sizeof nm, "%slayers.%d.%s", pre, (int)i, suffix);   \
         add_expect(L, nm, r, cc, &ly->field);                             \
     } while (0)
+#define EW(suffix, r, cc, field)                                          \
+    do {                                                                  \
+        snprintf(nm, sizeof nm, "%slayers.%d.%s", pre, (int)i, suffix);   \
+        add_expect_w(L, nm, r, cc, &ly->field);                           \
+    } while (0)
         if (L->m->is_cross && L->m->is_cross[i]) {
             ly->cross = 1;
             ly->cross_slot = slot++;
             E("input_layernorm.weight", c->dim, 0, attn_norm);
-            E("cross_attn.q_proj.weight", q, c->dim, wq);
-            E("cross_attn.k_proj.weight", kv, c->dim, wk);
-            E("cross_attn.v_proj.weight", kv, c->dim, wv);
-            E("cross_attn.o_proj.weight", c->dim, q, wo);
+            EW("cross_attn.q_proj.weight", q, c->dim, wq);
+            EW("cross_attn.k_proj.weight", kv, c->dim, wk);
+            EW("cross_attn.v_proj.weight", kv, c->dim, wv);
+            EW("cross_attn.o_proj.weight", c->dim, q, wo);
             E("cross_attn.q_norm.weight", c->head_dim, 0, q_norm);
             E("cross_attn.k_norm.weight", c->head_dim, 0, k_norm);
             E("cross_attn_attn_gate", 1, 0, attn_gate);
             E("post_attention_layernorm.weight", c->dim, 0, ffn_norm);
-            E("mlp.gate_proj.weight", c->ffn_dim, c->dim, w_gate);
-            E("mlp.up_proj.weight", c->ffn_dim, c->dim, w_up);
-            E("mlp.down_proj.weight", c->dim, c->ffn_dim, w_down);
+            EW("mlp.gate_proj.weight", c->ffn_dim, c->dim, w_gate);
+            EW("mlp.up_proj.weight", c->ffn_dim, c->dim, w_up);
+            EW("mlp.down_proj.weight", c->dim, c->ffn_dim, w_down);
             E("cross_attn_mlp_gate", 1, 0, mlp_gate);
             continue;
         }
         E("input_layernorm.weight", c->dim, 0, attn_norm);
-        E("self_attn.q_proj.weight", q, c->dim, wq);
-        E("self_attn.k_proj.weight", kv, c->dim, wk);
-        E("self_attn.v_proj.weight", kv, c->dim, wv);
-        E("self_attn.o_proj.weight", c->dim, q, wo);
+        EW("self_attn.q_proj.weight", q, c->dim, wq);
+        EW("self_attn.k_proj.weight", kv, c->dim, wk);
+        EW("self_attn.v_proj.weight", kv, c->dim, wv);
+        EW("self_attn.o_proj.weight", c->dim, q, wo);
         if (c->qkv_bias) {
             E("self_attn.q_proj.bias", q, 0, bq);
             E("self_attn.k_proj.bias", kv, 0, bk);
@@ -412,10 +424,11 @@ static tsr_status build_expect(loader *L, tsr_error *err) {
         }
         if (c->o_bias) E("self_attn.o_proj.bias", c->dim, 0, bo);
         E("post_attention_layernorm.weight", c->dim, 0, ffn_norm);
-        E("mlp.gate_proj.weight", c->ffn_dim, c->dim, w_gate);
-        E("mlp.up_proj.weight", c->ffn_dim, c->dim, w_up);
-        E("mlp.down_proj.weight", c->dim, c->ffn_dim, w_down);
+        EW("mlp.gate_proj.weight", c->ffn_dim, c->dim, w_gate);
+        EW("mlp.up_proj.weight", c->ffn_dim, c->dim, w_up);
+        EW("mlp.down_proj.weight", c->dim, c->ffn_dim, w_down);
 #undef E
+#undef EW
     }
     return TSR_OK;
 }
@@ -491,10 +504,18 @@ static tsr_status take_tensor(loader *L, tsr_safetensors *st, const char *file, 
                         name, b, a);
     }
     int64_t n = tsr_tensor_numel(&t);
-    if (t.dtype == TSR_DTYPE_F32) {
+    if (e->wdst && (t.dtype == TSR_DTYPE_F32 || t.dtype == TSR_DTYPE_F16 ||
+                    t.dtype == TSR_DTYPE_BF16)) {
+        /* Matrices stay as stored (mmapped); the kernels widen 16-bit rows as they read. */
+        e->wdst->data = t.data;
+        e->wdst->type = t.dtype == TSR_DTYPE_F32 ? TSR__W_F32
+                        : t.dtype == TSR_DTYPE_BF16 ? TSR__W_BF16 : TSR__W_F16;
+        if (t.dtype != TSR_DTYPE_F32 && e->shape[1] > m->max_k16)
+            m->max_k16 = (int32_t)e->shape[1];
+    } else if (t.dtype == TSR_DTYPE_F32) {
         *e->dst = t.data;
     } else if (t.dtype == TSR_DTYPE_F16 || t.dtype == TSR_DTYPE_BF16) {
-        /* Converted once at load; compute is F32. */
+        /* Vectors are converted once at load; compute is F32. */
         float *f = tsr__malloc((size_t)n * sizeof *f);
         if (!f) return TSR_FAIL(err, TSR_ERR_OOM, "F32 copy of '%s' (%lld values)", name,
                                 (long long)n);
