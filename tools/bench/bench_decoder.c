@@ -3,11 +3,15 @@
  * IDS_FILE holds the prompt ids as whitespace-separated integers. Each repetition resets the
  * session, prefills the prompt in one chunk, then decodes N_DECODE greedy ids one at a time
  * (EOS ignored). Prints one line:
- *   prefill_ms=M decode_ms=D prefill_min_ms=m decode_min_ms=d ids=i0,i1,...
- * with medians over REPS and the greedy ids of the first repetition. */
+ *   prefill_ms=M decode_ms=D prefill_min_ms=m decode_min_ms=d peak_rss_kb=R ids=i0,i1,...
+ * with medians over REPS, the process's peak resident set (VmHWM of /proc/self/status, which
+ * counts the mmapped weight pages it touched; getrusage's ru_maxrss where that is missing, but
+ * that one keeps the parent's peak across fork + exec) and the greedy ids of the first
+ * repetition. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "tessera.h"
@@ -16,6 +20,19 @@ static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Peak resident set of this process in KiB, or -1. */
+static long peak_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    struct rusage ru;
+    if (kb < 0 && !getrusage(RUSAGE_SELF, &ru)) kb = ru.ru_maxrss; /* Linux: KiB */
+    return kb;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -109,8 +126,10 @@ int main(int argc, char **argv) {
     }
     qsort(pre, (size_t)reps, sizeof *pre, cmp_double);
     qsort(dec, (size_t)reps, sizeof *dec, cmp_double);
-    printf("prefill_ms=%.3f decode_ms=%.3f prefill_min_ms=%.3f decode_min_ms=%.3f ids=",
-           pre[reps / 2], dec[reps / 2], pre[0], dec[0]);
+    long peak_kb = peak_rss_kb();
+    printf("prefill_ms=%.3f decode_ms=%.3f prefill_min_ms=%.3f decode_min_ms=%.3f "
+           "peak_rss_kb=%ld ids=",
+           pre[reps / 2], dec[reps / 2], pre[0], dec[0], peak_kb);
     for (int i = 0; i < n_dec; i++) printf(i ? ",%d" : "%d", out[i]);
     printf("\n");
     free(out);

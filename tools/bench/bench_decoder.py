@@ -83,7 +83,18 @@ def tessera_once(a, d, ids_path):
         sys.exit("bench_decoder failed: " + r.stderr)
     kv = dict(x.split("=", 1) for x in r.stdout.split())
     t_ids = [int(v) for v in kv["ids"].split(",")] if kv["ids"] else []
-    return float(kv["prefill_ms"]), float(kv["decode_ms"]), t_ids
+    return float(kv["prefill_ms"]), float(kv["decode_ms"]), t_ids, int(kv.get("peak_rss_kb", -1))
+
+
+def weights_kv_bytes(d, n_ctx):
+    """Bytes of the checkpoint's tensors as stored (the safetensors files) and of Tessera's
+    KV cache (F32 keys and values of every layer for n_ctx positions)."""
+    w = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)
+            if f.endswith(".safetensors"))
+    c = json.load(open(os.path.join(d, "config.json")))
+    hd = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    kvh = c.get("num_key_value_heads") or c["num_attention_heads"]
+    return w, 2 * c["num_hidden_layers"] * n_ctx * kvh * hd * 4
 
 
 def main():
@@ -114,9 +125,10 @@ def main():
                 f.write(" ".join(map(str, ids)))
             # Alternate the two sides rep by rep, so load from elsewhere on the machine hits both.
             model = AutoModelForCausalLM.from_pretrained(d, dtype=DTYPES[dt]).eval()
-            tp, td, hp, hd = [], [], [], []
+            tp, td, hp, hd, rss = [], [], [], [], 0
             for _ in range(a.reps):
-                p, q, t_ids = tessera_once(a, d, ids_path)
+                p, q, t_ids, r = tessera_once(a, d, ids_path)
+                rss = max(rss, r * 1024)
                 tp.append(p)
                 td.append(q)
                 p, q, h_ids = hf_once(model, ids, a.decode)
@@ -132,9 +144,16 @@ def main():
                    "prefill_ratio": hp / tp, "tessera_decode_ms": td, "hf_decode_ms": hd,
                    "decode_ratio": hd / td, "greedy_prefix_same": same, "n_decode": a.decode,
                    "prompt": a.prompt, "threads": a.threads, "reps": a.reps}
+            # Memory rule: peak RSS at most weights + KV cache + 15 %.
+            wb, kvb = weights_kv_bytes(d, a.prompt + a.decode + 1)
+            row.update({"tessera_peak_rss_bytes": rss, "weights_bytes": wb, "kv_cache_bytes": kvb,
+                        "rss_over_weights_kv": rss / (wb + kvb)})
             rows.append(row)
             print("%-12s %11.1f %11.1f %6.2fx %11.1f %11.1f %6.2fx %d/%d" % (
                 name + "_" + dt, tp, hp, hp / tp, td, hd, hd / td, same, a.decode), flush=True)
+            print("%-12s peak RSS %.1f MiB, weights %.1f MiB + KV cache %.1f MiB: %.3fx (rule "
+                  "<= 1.15x: %s)" % ("", rss / 2**20, wb / 2**20, kvb / 2**20, rss / (wb + kvb),
+                                    "ok" if rss <= 1.15 * (wb + kvb) else "OVER"), flush=True)
     with open(os.path.join(a.out, "bench_decoder.json"), "w") as f:
         json.dump(rows, f, indent=2)
 

@@ -9,7 +9,9 @@
 # Builds bench_decoder in build/ (Release; BUILD=dir to change). On first use writes the
 # checkpoints under tools/bench/out/dec_models/ (about 2 GB each in f32, 1 GB in bf16).
 # Per model: prefill PROMPT random ids, then DECODE greedy steps; prints median ms of each
-# side, the ratio transformers/Tessera (> 1: Tessera faster) and how many greedy ids agree.
+# side, the ratio transformers/Tessera (> 1: Tessera faster) and how many greedy ids agree,
+# then Tessera's peak RSS (VmHWM of the bench process, largest over REPS) next to the bytes of
+# the weights as stored plus the KV cache, against the rule peak RSS <= 1.15 x (weights + KV).
 # The table also goes to tools/bench/out/bench_decoder.json.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
