@@ -22,13 +22,9 @@ typedef struct spans {
 } spans;
 
 static tsr_status span_push(spans *v, size_t s, size_t e, int32_t added, tsr_error *err) {
-    if (v->n == v->cap) {
-        size_t ncap = v->cap ? v->cap * 2 : 16;
-        span *np = tsr__realloc(v->p, ncap * sizeof *np);
-        if (!np) return TSR_FAIL(err, TSR_ERR_OOM, "added-token spans");
-        v->p = np;
-        v->cap = ncap;
-    }
+    span *np = tsr__grow(v->p, &v->cap, v->n + 1, sizeof *np, 16);
+    if (!np) return TSR_FAIL(err, TSR_ERR_OOM, "added-token spans");
+    v->p = np;
     v->p[v->n++] = (span){s, e, added};
     return TSR_OK;
 }

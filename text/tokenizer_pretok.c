@@ -20,13 +20,9 @@ typedef struct segs {
 } segs;
 
 static tsr_status seg_push(segs *v, size_t s, size_t e, bool m, tsr_error *err) {
-    if (v->n == v->cap) {
-        size_t ncap = v->cap ? v->cap * 2 : 64;
-        seg *np = tsr__realloc(v->p, ncap * sizeof *np);
-        if (!np) return TSR_FAIL(err, TSR_ERR_OOM, "split ranges");
-        v->p = np;
-        v->cap = ncap;
-    }
+    seg *np = tsr__grow(v->p, &v->cap, v->n + 1, sizeof *np, 64);
+    if (!np) return TSR_FAIL(err, TSR_ERR_OOM, "split ranges");
+    v->p = np;
     v->p[v->n++] = (seg){s, e, m};
     return TSR_OK;
 }

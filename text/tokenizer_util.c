@@ -168,16 +168,9 @@ void tsr__buf_free(tsr__buf *b) {
 }
 
 tsr_status tsr__ivec_push(tsr__ivec *v, int32_t x, tsr_error *err) {
-    if (v->len == v->cap) {
-        size_t ncap = v->cap ? v->cap * 2 : 64;
-        size_t bytes;
-        if (!tsr__mul_size(ncap, sizeof(int32_t), &bytes))
-            return TSR_FAIL(err, TSR_ERR_LIMIT, "id vector size overflows");
-        int32_t *np = tsr__realloc(v->p, bytes);
-        if (!np) return TSR_FAIL(err, TSR_ERR_OOM, "id vector of %zu ids", ncap);
-        v->p = np;
-        v->cap = ncap;
-    }
+    int32_t *np = tsr__grow(v->p, &v->cap, v->len + 1, sizeof *np, 64);
+    if (!np) return TSR_FAIL(err, TSR_ERR_OOM, "id vector of %zu ids", v->len + 1);
+    v->p = np;
     v->p[v->len++] = x;
     return TSR_OK;
 }
@@ -188,15 +181,9 @@ void tsr__ivec_free(tsr__ivec *v) {
 }
 
 tsr_status tsr__pieces_push(tsr__pieces *ps, size_t off, size_t len, bool first, tsr_error *err) {
-    if (ps->n == ps->cap) {
-        size_t ncap = ps->cap ? ps->cap * 2 : 64, bytes;
-        if (!tsr__mul_size(ncap, sizeof(tsr__piece), &bytes))
-            return TSR_FAIL(err, TSR_ERR_LIMIT, "word list size overflows");
-        tsr__piece *np = tsr__realloc(ps->p, bytes);
-        if (!np) return TSR_FAIL(err, TSR_ERR_OOM, "word list of %zu words", ncap);
-        ps->p = np;
-        ps->cap = ncap;
-    }
+    tsr__piece *np = tsr__grow(ps->p, &ps->cap, ps->n + 1, sizeof *np, 64);
+    if (!np) return TSR_FAIL(err, TSR_ERR_OOM, "word list of %zu words", ps->n + 1);
+    ps->p = np;
     ps->p[ps->n++] = (tsr__piece){off, len, first};
     return TSR_OK;
 }

@@ -89,6 +89,11 @@ long tsr__alloc_failpoint(long n);
  * the vector ones (AVX2), 1 (the default) lets it choose. Not thread-safe. */
 void tsr__image_resize_simd(int enable);
 
+/* Growable arrays: returns buf resized (tsr__realloc) to hold at least `need` elements of
+ * `elem` bytes, doubling *cap from `init`; *cap is updated. NULL on overflow or OOM, with buf
+ * and *cap unchanged (still owned by the caller). */
+void *tsr__grow(void *buf, size_t *cap, size_t need, size_t elem, size_t init);
+
 /* Reads a whole file (at most max_bytes, 0 = no limit). *data is released with tsr__free. */
 tsr_status tsr__read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
                           tsr_error *err);

@@ -60,6 +60,20 @@ void *tsr__realloc(void *p, size_t n) {
 
 void tsr__free(void *p) { free(p); }
 
+void *tsr__grow(void *buf, size_t *cap, size_t need, size_t elem, size_t init) {
+    if (need <= *cap && buf) return buf;
+    size_t ncap = *cap ? *cap : (init ? init : 1);
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) return NULL;
+        ncap *= 2;
+    }
+    size_t bytes;
+    if (!tsr__mul_size(ncap, elem, &bytes)) return NULL;
+    void *p = tsr__realloc(buf, bytes);
+    if (p) *cap = ncap;
+    return p;
+}
+
 tsr_status tsr__read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
                           tsr_error *err) {
     *data = NULL;

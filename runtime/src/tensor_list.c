@@ -9,7 +9,8 @@ typedef struct {
 
 struct tsr_tensor_list {
     named_tensor *items;
-    int64_t count, cap;
+    int64_t count;
+    size_t cap;
 };
 
 tsr_status tsr_tensor_list_new(tsr_tensor_list **out, tsr_error *err) {
@@ -34,13 +35,10 @@ tsr_status tsr_tensor_list_add(tsr_tensor_list *list, const char *name, tsr_tens
     if (tsr_tensor_list_get(list, name))
         return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "a tensor named '%s' is already in the list",
                         name);
-    if (list->count == list->cap) {
-        int64_t cap = list->cap ? list->cap * 2 : 8;
-        named_tensor *items = tsr__realloc(list->items, (size_t)cap * sizeof *items);
-        if (!items) return TSR_FAIL(err, TSR_ERR_OOM, "out of memory");
-        list->items = items;
-        list->cap = cap;
-    }
+    named_tensor *items =
+        tsr__grow(list->items, &list->cap, (size_t)list->count + 1, sizeof *items, 8);
+    if (!items) return TSR_FAIL(err, TSR_ERR_OOM, "out of memory");
+    list->items = items;
     size_t n = strlen(name) + 1;
     char *copy = tsr__malloc(n);
     if (!copy) return TSR_FAIL(err, TSR_ERR_OOM, "out of memory");
