@@ -13,43 +13,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "tessera.h"
 
 static const double CLIP_MEAN[3] = {0.48145466, 0.4578275, 0.40821073};
 static const double CLIP_STD[3] = {0.26862954, 0.26130258, 0.27577711};
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static unsigned char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 static int fail(const char *what, const tsr_error *err) {
     fprintf(stderr, "bench_image: %s: %s\n", what, err->message);
@@ -72,7 +40,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     size_t len = 0;
-    unsigned char *buf = read_all(path, &len);
+    unsigned char *buf = bench_read_all(path, &len);
     if (!buf) {
         fprintf(stderr, "bench_image: cannot read %s\n", path);
         return 1;
@@ -95,19 +63,19 @@ int main(int argc, char **argv) {
     int rc = 0, in_w = 0, in_h = 0;
     for (int r = 0; r < reps && rc == 0; r++) {
         tsr_image img = {0}, small = {0};
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         if (tsr_image_decode(buf, len, &dp, &img, NULL, &err) != TSR_OK) {
             rc = fail("decode", &err);
             break;
         }
-        double t1 = now_ms();
+        double t1 = bench_now_ms();
         if (tsr_image_resize(&img, out_w, out_h, TSR_RESAMPLE_BICUBIC, &small, &err) != TSR_OK)
             rc = fail("resize", &err);
-        double t2 = now_ms();
+        double t2 = bench_now_ms();
         float *pixels = malloc(n_out * sizeof(float)); /* a fresh output, as numpy makes */
         if (rc == 0 && (!pixels || tsr_image_normalize(&small, &np, pixels, n_out, &err)))
             rc = fail("normalize", &err);
-        double t3 = now_ms();
+        double t3 = bench_now_ms();
         in_w = img.width;
         in_h = img.height;
         t_dec[r] = t1 - t0;
@@ -122,8 +90,8 @@ int main(int argc, char **argv) {
         printf("{\"file\": \"%s\", \"width\": %d, \"height\": %d, \"out\": \"%dx%d\", "
                "\"reps\": %d, \"decode_ms\": %.3f, \"resize_ms\": %.3f, "
                "\"normalize_ms\": %.3f, \"total_ms\": %.3f}\n",
-               path, in_w, in_h, out_w, out_h, reps, median(t_dec, reps),
-               median(t_rsz, reps), median(t_nrm, reps), median(t_all, reps));
+               path, in_w, in_h, out_w, out_h, reps, bench_median(t_dec, reps),
+               bench_median(t_rsz, reps), bench_median(t_nrm, reps), bench_median(t_all, reps));
     free(t_dec);
     free(t_rsz);
     free(t_nrm);

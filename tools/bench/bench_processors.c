@@ -20,42 +20,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "tessera.h"
 
 #define MAX_MEDIA 8
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static unsigned char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 /* Writes a JSON string literal of s (quotes, backslashes, control bytes escaped). */
 static void put_json_string(const char *s) {
@@ -131,7 +99,7 @@ int main(int argc, char **argv) {
     memset(images, 0, sizeof images);
     memset(audio, 0, sizeof audio);
     for (int i = 0; i < n && rc == 0; i++) {
-        bytes[i] = read_all(paths[i], &enc[i].len);
+        bytes[i] = bench_read_all(paths[i], &enc[i].len);
         if (!bytes[i]) {
             fprintf(stderr, "bench_processors: cannot read %s\n", paths[i]);
             rc = 1;
@@ -155,7 +123,7 @@ int main(int argc, char **argv) {
     tsr_tensor_list *last = NULL;
     if (!t_enc || !t_dec || !t_decode) rc = 1;
     for (int r = -2; r < reps && rc == 0; r++) { /* r < 0: warm-up, not counted */
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         for (int i = 0; i < n && rc == 0; i++) {
             tsr_status st = kinds[i] == TSR_MEDIA_IMAGE
                                 ? tsr_image_decode(bytes[i], enc[i].len, &ip, &images[i], NULL,
@@ -167,27 +135,27 @@ int main(int argc, char **argv) {
                 rc = 1;
             }
         }
-        double t1 = now_ms();
+        double t1 = bench_now_ms();
         tsr_tensor_list *out = NULL;
         if (rc == 0 && tsr_processor_run_prompt(p, prompt, add_special, dec, (size_t)n, &out,
                                                 &err) != TSR_OK) {
             fprintf(stderr, "bench_processors: run (decoded): %s\n", err.message);
             rc = 1;
         }
-        double t2 = now_ms();
+        double t2 = bench_now_ms();
         tsr_tensor_list_free(out);
         out = NULL;
         for (int i = 0; i < n; i++) {
             tsr_image_free(&images[i]);
             tsr_audio_free(&audio[i]);
         }
-        double t3 = now_ms();
+        double t3 = bench_now_ms();
         if (rc == 0 && tsr_processor_run_prompt(p, prompt, add_special, enc, (size_t)n, &out,
                                                 &err) != TSR_OK) {
             fprintf(stderr, "bench_processors: run (encoded): %s\n", err.message);
             rc = 1;
         }
-        double t4 = now_ms();
+        double t4 = bench_now_ms();
         if (r >= 0) {
             t_decode[r] = t1 - t0;
             t_dec[r] = t2 - t1;
@@ -201,8 +169,8 @@ int main(int argc, char **argv) {
         put_json_string(model);
         printf(", \"model_type\": \"%s\", \"reps\": %d, \"encoded_ms\": %.3f, "
                "\"decoded_ms\": %.3f, \"decode_ms\": %.3f, ",
-               tsr_processor_model_type(p), reps, median(t_enc, reps), median(t_dec, reps),
-               median(t_decode, reps));
+               tsr_processor_model_type(p), reps, bench_median(t_enc, reps), bench_median(t_dec, reps),
+               bench_median(t_decode, reps));
         put_outputs(last);
         printf("}\n");
     }

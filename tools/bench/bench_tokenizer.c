@@ -7,18 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "tessera.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     if (argc != 4) {
@@ -45,16 +35,16 @@ int main(int argc, char **argv) {
     size_t ntok = 0;
     for (int r = 0; r < reps; r++) {
         tsr_token_ids ids = {0};
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         if (tsr_tokenizer_encode(tok, text, (size_t)n, 0, &ids, &err) != TSR_OK) {
             fprintf(stderr, "encode: %s\n", err.message);
             return 1;
         }
-        ms[r] = now_ms() - t0;
+        ms[r] = bench_now_ms() - t0;
         ntok = ids.n;
         tsr_token_ids_free(&ids);
     }
-    qsort(ms, (size_t)reps, sizeof *ms, cmp_double);
+    qsort(ms, (size_t)reps, sizeof *ms, bench_cmp_double);
     printf("tokens=%zu bytes=%ld median_ms=%.3f min_ms=%.3f\n", ntok, n, ms[reps / 2], ms[0]);
     free(ms);
     free(text);
