@@ -2,13 +2,15 @@
  * (tests/fixtures/decoder, written by tools/refgen/gen_decoder.py): prefill logits, logits
  * after each of 16 greedy steps (max abs diff <= 1e-4) and 32 greedy ids (identical); Qwen2-VL
  * with 3-row M-RoPE position ids and image embedding spans; MLlama with cross-attention states
- * and the processor's cross-attention mask. */
+ * and the processor's cross-attention mask; BF16/F16 weight matrices widened in the kernels
+ * against the same values in F32. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 #include "tessera_internal.h"
+#include "../kernels/cpu/ops.h"
 
 #define TOL 1e-4
 
@@ -612,6 +614,77 @@ static void test_mllama(void) {
     printf("  mllama n_batch 4, 3 threads: max abs logit diff %.3g\n", run_mllama(4, 3));
 }
 
+/* BF16 -> F32 by truncation is exact for these values (they are BF16 values); F16 likewise. */
+static uint16_t to_bf16(float f) {
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return (uint16_t)(b >> 16);
+}
+
+static uint16_t to_f16(float f) { /* |f| in [2^-14, 2): normal halves only */
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    uint32_t sign = (b >> 16) & 0x8000u, e = (b >> 23) & 0xffu, man = (b >> 13) & 0x3ffu;
+    if (e < 113) return (uint16_t)sign;
+    return (uint16_t)(sign | ((e - 112) << 10) | man);
+}
+
+/* tsr__matmul_wt on 16-bit weights (decode dot product, prefill slabs with and without the
+ * pool scratch, row counts not multiples of 4 or 16, K with a tail) against F32 sgemm on the
+ * same widened values. */
+static void test_wide_matmul(void) {
+    enum { K = 203, N = 301, TMAX = 7 };
+    float *x = malloc(sizeof(float) * TMAX * K), *wf = malloc(sizeof(float) * N * K);
+    uint16_t *wh = malloc(sizeof(uint16_t) * N * K);
+    float *bias = malloc(sizeof(float) * N), *ref = malloc(sizeof(float) * TMAX * N),
+          *got = malloc(sizeof(float) * TMAX * N);
+    tsr__pool *p = tsr__pool_new(3), *q = tsr__pool_new(2);
+    CHECK(x && wf && wh && bias && ref && got && p && q);
+    if (!x || !wf || !wh || !bias || !ref || !got || !p || !q) goto done;
+    CHECK(tsr__pool_reserve(p, (size_t)TSR__WSLAB_ROWS * K) == 0);
+    uint32_t r = 12345u;
+    for (int i = 0; i < TMAX * K; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = (float)((int)(r >> 9) % 2001 - 1000) / 1000.0f;
+    }
+    for (int i = 0; i < N; i++) bias[i] = (float)i / N;
+    for (int type = TSR__W_BF16; type <= TSR__W_F16; type++) {
+        for (int i = 0; i < N * K; i++) {
+            r = r * 1664525u + 1013904223u;
+            float v = (float)((int)(r >> 9) % 2001 - 1000) / 1100.0f;
+            if (fabsf(v) < 0.001f) v = 0.5f;
+            wh[i] = type == TSR__W_BF16 ? to_bf16(v) : to_f16(v);
+            wf[i] = type == TSR__W_BF16 ? tsr__bf16_to_f32(wh[i]) : tsr__f16_to_f32(wh[i]);
+        }
+        tsr__wmat w16 = {wh, (tsr__wtype)type}, w32 = {wf, TSR__W_F32};
+        int64_t Ts[] = {1, 2, TMAX};
+        for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+            int64_t T = Ts[ti];
+            tsr__matmul_wt(NULL, ref, x, w32, bias, T, K, N);
+            tsr__pool *pools[] = {p, q, NULL}; /* q, NULL: no scratch, dot product per row */
+            for (int pi = 0; pi < 3; pi++) {
+                memset(got, 0xff, sizeof(float) * TMAX * N);
+                tsr__matmul_wt(pools[pi], got, x, w16, bias, T, K, N);
+                double d = max_abs_diff(ref, got, (size_t)(T * N));
+                CHECK_MSG(d <= 1e-5, "type %d T %lld pool %d: max abs diff %g", type,
+                          (long long)T, pi, d);
+            }
+        }
+        float row[K];
+        tsr__wmat_row(row, w16, N - 1, K);
+        CHECK(!memcmp(row, wf + (size_t)(N - 1) * K, sizeof row));
+    }
+done:
+    tsr__pool_free(p);
+    tsr__pool_free(q);
+    free(x);
+    free(wf);
+    free(wh);
+    free(bias);
+    free(ref);
+    free(got);
+}
+
 int main(void) {
     tsr_test_run("parity", test_parity);
     tsr_test_run("chunked_prefill", test_chunked_prefill);
@@ -621,5 +694,6 @@ int main(void) {
     tsr_test_run("mrope", test_mrope);
     tsr_test_run("mllama", test_mllama);
     tsr_test_run("mllama_inputs", test_mllama_inputs);
+    tsr_test_run("wide_matmul", test_wide_matmul);
     return tsr_test_finish();
 }
