@@ -641,8 +641,12 @@ tsr_status tsr_processor_run_prompt(const tsr_processor *p, const char *prompt,
  * vision encoder) are supported: GQA, RMSNorm, SwiGLU, q/k/v bias (qwen2), tied or untied
  * embeddings, RoPE "default" and "llama3" scaling, Qwen2-VL's M-RoPE (mrope_section),
  * Mistral's sliding window, MLlama's gated cross-attention layers (cross_attention_layers;
- * ids may use the 8 embedding rows past vocab_size, e.g. <|image|>). Weights are mmapped; F32 tensors
- * are used in place, F16 / BF16 tensors are converted to F32 once at load (compute is F32).
+ * ids may use the 8 embedding rows past vocab_size, e.g. <|image|>). Weights are mmapped and
+ * weight matrices (embeddings, projections, MLP, lm_head) are used in place in their stored
+ * type, F32, F16 or BF16: the kernels widen 16-bit values to F32 as they read them (compute is
+ * F32), so a model's resident memory is about its file size. The F16 / BF16 vectors (norms,
+ * biases, gates) are converted to F32 once at load. A session adds its F32 KV cache
+ * (2 * layers * n_ctx * kv_heads * head_dim floats) and run state.
  * Loading validates everything before the first forward: unknown model_type, config values
  * (heads dividing hidden_size, kv heads dividing heads, rope settings), every expected
  * tensor present with its shape (both shapes named), no unexpected tensors, shards complete.
