@@ -239,27 +239,51 @@ __attribute__((target("avx2,fma,f16c"))) static void widen_avx2(float *out, cons
 }
 
 /* out[r] = x (K) . w[r] (K) for rows [0, rows) of 16-bit w (row stride K); four rows share
- * each load of x. */
-__attribute__((target("avx2,fma,f16c"))) static void dot_rows_avx2(float *out, const float *x,
-                                                                   const uint16_t *w,
-                                                                   int64_t rows, int64_t K,
-                                                                   int bf16) {
-    int64_t r = 0, K8 = K & ~(int64_t)7;
+ * each load of x, two accumulators per row (8 FMA chains hide the FMA latency). bf16 is a
+ * constant in each caller below, so the widening is chosen at compile time. */
+#define PF_ROWS 8 /* rows ahead that dot_rows_avx2_t prefetches */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+dot_rows_avx2_t(float *out, const float *x, const uint16_t *w, int64_t rows, int64_t K,
+                const int bf16) {
+    int64_t r = 0, K16 = K & ~(int64_t)15, K8 = K & ~(int64_t)7;
     for (; r + 4 <= rows; r += 4) {
         const uint16_t *w0 = w + r * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t i = 0; i < K8; i += 8) {
+        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int64_t i = 0;
+        /* Rows are short (K values), so the hardware prefetcher sees four streams restart
+         * at every block: fetch the rows PF_ROWS ahead (byte offsets from w), 128 bytes per
+         * step, as fast as this block consumes its own. */
+        int64_t pf = (r + PF_ROWS) * K * 2, pf_end = rows * K * 2;
+        for (; i < K16; i += 16) {
+            if (pf + 128 <= pf_end) {
+                _mm_prefetch((const char *)w + pf, _MM_HINT_T0);
+                _mm_prefetch((const char *)w + pf + 64, _MM_HINT_T0);
+                pf += 128;
+            }
+            __m256 xv = _mm256_loadu_ps(x + i), xu = _mm256_loadu_ps(x + i + 8);
+            a0 = _mm256_fmadd_ps(load8_w(w0 + i, bf16), xv, a0);
+            b0 = _mm256_fmadd_ps(load8_w(w0 + i + 8, bf16), xu, b0);
+            a1 = _mm256_fmadd_ps(load8_w(w1 + i, bf16), xv, a1);
+            b1 = _mm256_fmadd_ps(load8_w(w1 + i + 8, bf16), xu, b1);
+            a2 = _mm256_fmadd_ps(load8_w(w2 + i, bf16), xv, a2);
+            b2 = _mm256_fmadd_ps(load8_w(w2 + i + 8, bf16), xu, b2);
+            a3 = _mm256_fmadd_ps(load8_w(w3 + i, bf16), xv, a3);
+            b3 = _mm256_fmadd_ps(load8_w(w3 + i + 8, bf16), xu, b3);
+        }
+        for (; i < K8; i += 8) {
             __m256 xv = _mm256_loadu_ps(x + i);
             a0 = _mm256_fmadd_ps(load8_w(w0 + i, bf16), xv, a0);
             a1 = _mm256_fmadd_ps(load8_w(w1 + i, bf16), xv, a1);
             a2 = _mm256_fmadd_ps(load8_w(w2 + i, bf16), xv, a2);
             a3 = _mm256_fmadd_ps(load8_w(w3 + i, bf16), xv, a3);
         }
-        float s[4] = {hsum8(a0), hsum8(a1), hsum8(a2), hsum8(a3)};
+        float s[4] = {hsum8(_mm256_add_ps(a0, b0)), hsum8(_mm256_add_ps(a1, b1)),
+                      hsum8(_mm256_add_ps(a2, b2)), hsum8(_mm256_add_ps(a3, b3))};
         const uint16_t *wr[4] = {w0, w1, w2, w3};
         for (int k = 0; k < 4; k++) {
-            for (int64_t i = K8; i < K; i++)
-                s[k] += x[i] * (bf16 ? tsr__bf16_to_f32(wr[k][i]) : tsr__f16_to_f32(wr[k][i]));
+            for (int64_t j = K8; j < K; j++)
+                s[k] += x[j] * (bf16 ? tsr__bf16_to_f32(wr[k][j]) : tsr__f16_to_f32(wr[k][j]));
             out[r + k] = s[k];
         }
     }
@@ -274,6 +298,20 @@ __attribute__((target("avx2,fma,f16c"))) static void dot_rows_avx2(float *out, c
         out[r] = s;
     }
 }
+
+__attribute__((target("avx2,fma,f16c"))) static void dot_rows_bf16_avx2(float *out,
+                                                                        const float *x,
+                                                                        const uint16_t *w,
+                                                                        int64_t rows, int64_t K) {
+    dot_rows_avx2_t(out, x, w, rows, K, 1);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void dot_rows_f16_avx2(float *out,
+                                                                       const float *x,
+                                                                       const uint16_t *w,
+                                                                       int64_t rows, int64_t K) {
+    dot_rows_avx2_t(out, x, w, rows, K, 0);
+}
 #endif
 
 /* out[r] = x (K) . w[r0 + r] (K) for r in [0, rows), w 16-bit. */
@@ -283,7 +321,8 @@ static void dot_rows(float *out, const float *x, tsr__wmat w, int64_t r0, int64_
     int bf16 = w.type == TSR__W_BF16;
 #ifdef TSR_X86
     if (has_avx2_f16c()) {
-        dot_rows_avx2(out, x, h, rows, K, bf16);
+        if (bf16) dot_rows_bf16_avx2(out, x, h, rows, K);
+        else dot_rows_f16_avx2(out, x, h, rows, K);
         return;
     }
 #endif
