@@ -20,8 +20,8 @@ test-release: build
 # Debug-style build (assertions on, -O1) under ASan + UBSan with leak checking, clang so
 # the libFuzzer targets build too; every fuzzer runs over its seed corpus.
 test-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Sanitize \
-	  -DCMAKE_C_FLAGS_SANITIZE="-O1 -g" -DTESSERA_SANITIZE=ON -DTESSERA_FUZZ=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Sanitize \
+	  -DCMAKE_C_FLAGS_SANITIZE="-O1 -g" -DCMAKE_CXX_FLAGS_SANITIZE="-O1 -g" -DTESSERA_SANITIZE=ON -DTESSERA_FUZZ=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j$(JOBS)
 
@@ -34,8 +34,8 @@ demo: build
 FUZZER  ?= fuzz_image
 SECONDS ?= 300
 fuzz: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Sanitize \
-	  -DCMAKE_C_FLAGS_SANITIZE="-O1 -g" -DTESSERA_SANITIZE=ON -DTESSERA_FUZZ=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Sanitize \
+	  -DCMAKE_C_FLAGS_SANITIZE="-O1 -g" -DCMAKE_CXX_FLAGS_SANITIZE="-O1 -g" -DTESSERA_SANITIZE=ON -DTESSERA_FUZZ=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS) --target $(FUZZER)
 	mkdir -p $(ASAN_BUILD)/corpus/$(FUZZER)
 	./$(ASAN_BUILD)/tests/$(FUZZER) -max_total_time=$(SECONDS) $(ASAN_BUILD)/corpus/$(FUZZER) \

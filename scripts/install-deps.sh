@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages Tessera needs to build and test. No-op when all are present.
 set -e
-PKGS="cmake make gcc clang pkg-config libpng-dev libjpeg62-turbo-dev libsndfile1-dev \
+PKGS="cmake make gcc g++ clang pkg-config libpng-dev libjpeg62-turbo-dev libsndfile1-dev \
 libsoxr-dev libfftw3-dev libcjson-dev libpcre2-dev libutf8proc-dev libopenblas-dev"
 missing=""
 for p in $PKGS; do
