@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,4 +173,46 @@ void tsr_test_close_safetensors(tsr_safetensors *st) {
         free(node);
         return;
     }
+}
+
+char *tsr_test_substitute(const char *prompt, const char *tag, char *const *texts, int64_t n) {
+    size_t cap = strlen(prompt) + 1, tl = strlen(tag);
+    for (int64_t i = 0; i < n; i++) cap += strlen(texts[i]);
+    char *s = malloc(cap), *o = s;
+    if (!s) return NULL;
+    int64_t k = 0;
+    for (const char *p = prompt; *p;) {
+        if (k < n && tl && !strncmp(p, tag, tl)) {
+            size_t len = strlen(texts[k]);
+            memcpy(o, texts[k++], len);
+            o += len;
+            p += tl;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return s;
+}
+
+double tsr_test_compare_tensor(const char *ctx, const char *what, const tsr_tensor *got,
+                               const tsr_tensor *want, double tol) {
+    CHECK_MSG(got != NULL, "%s: %s missing", ctx, what);
+    if (!got) return INFINITY;
+    int same = got->dtype == want->dtype && got->ndim == want->ndim;
+    for (int d = 0; same && d < got->ndim; d++) same = got->shape[d] == want->shape[d];
+    CHECK_MSG(same, "%s: %s dtype/shape differ", ctx, what);
+    if (!same) return INFINITY;
+    if (got->dtype != TSR_DTYPE_F32) {
+        CHECK_MSG(!memcmp(got->data, want->data, tsr_tensor_nbytes(got)), "%s: %s differs", ctx,
+                  what);
+        return 0;
+    }
+    double mx = 0;
+    int64_t n = tsr_tensor_numel(got);
+    for (int64_t i = 0; i < n; i++)
+        mx = fmax(mx, fabs((double)((const float *)got->data)[i] -
+                           ((const float *)want->data)[i]));
+    CHECK_MSG(mx <= tol, "%s: %s max abs diff %g", ctx, what, mx);
+    return mx;
 }

@@ -51,6 +51,16 @@ int tsr_test_finish(void);
 const char *tsr_test_fixture(const char *rel);
 const char *tsr_test_shared(const char *rel); /* NULL when the shared folder is absent */
 
+/* Replaces the k-th occurrence of tag in prompt with texts[k] (k < n), as the processor
+ * pipeline does; malloc'd result, NULL on OOM. */
+char *tsr_test_substitute(const char *prompt, const char *tag, char *const *texts, int64_t n);
+
+/* got must equal want in dtype, shape and values: F32 within tol (abs), other dtypes byte for
+ * byte. Records a failed check naming ctx and what; returns the max abs F32 difference (0 for
+ * other dtypes, INFINITY when shapes differ or got is NULL). */
+double tsr_test_compare_tensor(const char *ctx, const char *what, const tsr_tensor *got,
+                               const tsr_tensor *want, double tol);
+
 /* Whole file into a malloc'd buffer (caller frees), NUL-terminated; NULL on failure. When
  * path does not exist, reads and decompresses path.gz instead: large reference fixtures are
  * stored gzipped (tools/refgen/compress_fixtures.py). */

@@ -69,47 +69,6 @@ static int decode_audio(const char *file, tsr_audio *out) {
     return st == TSR_OK;
 }
 
-/* Replaces the k-th tag with repl->text[k] (what the pipeline does). */
-static char *substitute(const char *prompt, const char *tag, const tsr__replacements *repl) {
-    size_t cap = strlen(prompt) + 1, tl = strlen(tag);
-    for (int64_t i = 0; i < repl->count; i++) cap += strlen(repl->text[i]);
-    char *s = malloc(cap), *o = s;
-    int64_t k = 0;
-    for (const char *p = prompt; *p;) {
-        if (k < repl->count && !strncmp(p, tag, tl)) {
-            o += sprintf(o, "%s", repl->text[k++]);
-            p += tl;
-        } else {
-            *o++ = *p++;
-        }
-    }
-    *o = '\0';
-    return s;
-}
-
-static void compare(const tsr_tensor *got, const tsr_tensor *want, const char *what,
-                    const char *name) {
-    CHECK_MSG(got != NULL, "%s: %s missing", name, what);
-    if (!got) return;
-    int same = got->dtype == want->dtype && got->ndim == want->ndim;
-    for (int d = 0; same && d < got->ndim; d++) same = got->shape[d] == want->shape[d];
-    CHECK_MSG(same, "%s: %s dtype/shape differ", name, what);
-    if (!same) return;
-    int64_t n = tsr_tensor_numel(got);
-    if (got->dtype == TSR_DTYPE_F32) {
-        double mx = 0;
-        for (int64_t i = 0; i < n; i++)
-            mx = fmax(mx, fabs((double)((float *)got->data)[i] - ((float *)want->data)[i]));
-        int audio = strstr(what, "audio") != NULL;
-        double *g = audio ? &g_max_audio_diff : &g_max_pixel_diff;
-        *g = fmax(*g, mx);
-        CHECK_MSG(mx <= (audio ? 1e-4 : 1e-6), "%s: %s max abs diff %g", name, what, mx);
-    } else {
-        CHECK_MSG(!memcmp(got->data, want->data, tsr_tensor_nbytes(got)), "%s: %s differs", name,
-                  what);
-    }
-}
-
 static void run_case(const cJSON *c) {
     tsr_error err = {0};
     const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
@@ -140,9 +99,10 @@ static void run_case(const cJSON *c) {
     }
     if (n) CHECK_OK(tsr__minicpmo_ops.process_images(state, imgs, n, out, &repl, &err), &err);
     if (na) CHECK_OK(tsr__minicpmo_ops.process_audio(state, auds, na, NULL, out, &arepl, &err), &err);
-    char *t1 = substitute(cJSON_GetObjectItem(c, "prompt")->valuestring,
-                          tsr__minicpmo_ops.image_placeholder, &repl);
-    char *text = substitute(t1, tsr__minicpmo_ops.audio_placeholder, &arepl);
+    char *t1 = tsr_test_substitute(cJSON_GetObjectItem(c, "prompt")->valuestring,
+                                   tsr__minicpmo_ops.image_placeholder, repl.text, repl.count);
+    char *text = tsr_test_substitute(t1, tsr__minicpmo_ops.audio_placeholder, arepl.text,
+                                     arepl.count);
     free(t1);
     tsr_tokenizer *tok = NULL;
     tsr_token_ids ids = {0};
@@ -166,7 +126,11 @@ static void run_case(const cJSON *c) {
         if (!strcmp(tn, "input_ids")) continue;
         tsr_tensor want;
         CHECK_OK(tsr_safetensors_get(st, tn, &want, &err), &err);
-        compare(tsr_tensor_list_get(out, tn), &want, tn, name);
+        int audio = strstr(tn, "audio") != NULL;
+        double d = tsr_test_compare_tensor(name, tn, tsr_tensor_list_get(out, tn), &want,
+                                           audio ? 1e-4 : 1e-6);
+        double *g = audio ? &g_max_audio_diff : &g_max_pixel_diff;
+        *g = fmax(*g, d);
         compared++;
     }
     CHECK_MSG(compared == tsr_tensor_list_count(out), "%s: %lld tensors compared, %lld produced",

@@ -66,46 +66,6 @@ static int decode_image(const char *file, tsr_image *out) {
     return st == TSR_OK;
 }
 
-/* Replaces the k-th "<|image|>" with repl->text[k] (what the pipeline does). */
-static char *substitute(const char *prompt, const tsr__replacements *repl) {
-    const char *tag = tsr__mllama_ops.image_placeholder;
-    size_t cap = strlen(prompt) + 1, tl = strlen(tag);
-    for (int64_t i = 0; i < repl->count; i++) cap += strlen(repl->text[i]);
-    char *s = malloc(cap), *o = s;
-    int64_t k = 0;
-    for (const char *p = prompt; *p;) {
-        if (k < repl->count && !strncmp(p, tag, tl)) {
-            o += sprintf(o, "%s", repl->text[k++]);
-            p += tl;
-        } else {
-            *o++ = *p++;
-        }
-    }
-    *o = '\0';
-    return s;
-}
-
-static void compare(const tsr_tensor *got, const tsr_tensor *want, const char *what,
-                    const char *name) {
-    CHECK_MSG(got != NULL, "%s: %s missing", name, what);
-    if (!got) return;
-    int same = got->dtype == want->dtype && got->ndim == want->ndim;
-    for (int d = 0; same && d < got->ndim; d++) same = got->shape[d] == want->shape[d];
-    CHECK_MSG(same, "%s: %s dtype/shape differ", name, what);
-    if (!same) return;
-    int64_t n = tsr_tensor_numel(got);
-    if (got->dtype == TSR_DTYPE_F32) {
-        double mx = 0;
-        for (int64_t i = 0; i < n; i++)
-            mx = fmax(mx, fabs((double)((float *)got->data)[i] - ((float *)want->data)[i]));
-        g_max_pixel_diff = fmax(g_max_pixel_diff, mx);
-        CHECK_MSG(mx <= 1e-6, "%s: %s max abs diff %g", name, what, mx);
-    } else {
-        CHECK_MSG(!memcmp(got->data, want->data, tsr_tensor_nbytes(got)), "%s: %s differs", name,
-                  what);
-    }
-}
-
 static void run_case(const cJSON *c) {
     tsr_error err = {0};
     const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
@@ -129,7 +89,9 @@ static void run_case(const cJSON *c) {
     CHECK_OK(tsr__mllama_build_prompt(cJSON_GetObjectItem(c, "prompt")->valuestring,
                                       "<|begin_of_text|>", "<|image|>", &prompt, &err),
              &err);
-    char *text = prompt ? substitute(prompt, &repl) : NULL;
+    char *text = prompt ? tsr_test_substitute(prompt, tsr__mllama_ops.image_placeholder,
+                                              repl.text, repl.count)
+                        : NULL;
     tsr_tokenizer *tok = NULL;
     tsr_token_ids ids = {0};
     CHECK_OK(tsr_tokenizer_load(m.dir, &tok, &err), &err);
@@ -162,7 +124,10 @@ static void run_case(const cJSON *c) {
     for (size_t i = 0; st && i < sizeof names / sizeof *names; i++) {
         tsr_tensor want;
         CHECK_OK(tsr_safetensors_get(st, names[i], &want, &err), &err);
-        compare(tsr_tensor_list_get(out, names[i]), &want, names[i], name);
+        g_max_pixel_diff = fmax(g_max_pixel_diff,
+                                tsr_test_compare_tensor(name, names[i],
+                                                        tsr_tensor_list_get(out, names[i]), &want,
+                                                        1e-6));
     }
     tsr_test_close_safetensors(st);
     tsr_token_ids_free(&ids);
