@@ -162,6 +162,7 @@ void tsr_session_reset(tsr_session *s) {
 }
 
 const tsr_model *tsr__session_model(const tsr_session *s) { return s->m; }
+tsr__pool *tsr__session_pool(tsr_session *s) { return s ? s->pool : NULL; }
 int64_t tsr_session_n_past(const tsr_session *s) { return s ? s->n_past : 0; }
 int64_t tsr_session_n_ctx(const tsr_session *s) { return s ? s->n_ctx : 0; }
 const float *tsr_session_logits(const tsr_session *s) {

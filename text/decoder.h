@@ -80,9 +80,19 @@ struct tsr_model {
     void **owned;               /* F32 copies of F16/BF16 vectors (norms, biases, gates) */
     size_t n_owned;
     int32_t max_k16;            /* widest K of a 16-bit weight matrix (0: all F32) */
+    char **shard_names;         /* (n_files) file names when sharded, else NULL */
+    /* Media: the family's encoder (NULL for text-only models or checkpoints without the
+     * encoder's tensors), its state and tensors, the processor (NULL without a tokenizer). */
+    const struct tsr__encoder_ops *enc_ops;
+    void *enc;
+    struct tsr__weights *weights;
+    tsr_processor *proc;
+    uint32_t media_kinds;
 };
 
 const tsr_model *tsr__session_model(const tsr_session *s);
+/* The session's worker threads (NULL for a NULL session: the caller's thread only). */
+tsr__pool *tsr__session_pool(tsr_session *s);
 
 /* RoPE inverse frequencies as transformers computes them (float32), into inv_freq[head_dim/2]. */
 void tsr__rope_inv_freq(const tsr__decoder_config *c, float *inv_freq);

@@ -825,6 +825,10 @@ typedef struct tsr_usage {
     double prefill_ms;
     double decode_ms;
     tsr_stop_reason stop_reason;
+    /* Filled by tsr_chat_generate (0 elsewhere): */
+    double image_ms;        /* vision encoder time of the media encoded for this call */
+    double audio_ms;        /* audio encoder time */
+    int64_t cached_tokens;  /* prompt tokens reused from the KV cache of earlier turns */
 } tsr_usage;
 
 /* Decodes the prompt (appended to the session) then generates up to max_tokens ids.
@@ -834,6 +838,71 @@ tsr_status tsr_session_generate(tsr_session *s, const tsr_decode_input *prompt,
                                 const tsr_generate_params *params,
                                 tsr_token_ids *out /* OUT */, tsr_usage *usage /* OUT */,
                                 tsr_error *err);
+
+/* ------------------------------------------------------------------------------------ */
+/* Multimodal prompts                                                                    */
+/* ------------------------------------------------------------------------------------ */
+
+/* tsr_model_load on a multimodal checkpoint (model_type qwen2_vl, qwen2_5_vl, llava_next,
+ * mllama, minicpmo, mistral3) also loads its vision (and, for MiniCPM-o, audio) encoders with
+ * their connectors, and the model's processor (as tsr_processor_load on the same directory).
+ * A text-only checkpoint with a tokenizer gets a processor that renders the chat template
+ * and tokenizes, and takes no media. NULL when the directory has no tokenizer. */
+const tsr_processor *tsr_model_processor(const tsr_model *model);
+/* Media kinds the model takes: bits (1u << TSR_MEDIA_IMAGE) | (1u << TSR_MEDIA_AUDIO). */
+uint32_t tsr_model_media_kinds(const tsr_model *model);
+
+/* A processor output run through the model's encoders: the decoder input of one prompt
+ * (token ids, media embedding spans, M-RoPE positions, MLlama cross-attention states). */
+typedef struct tsr_prompt tsr_prompt;
+
+/* inputs: the output of tsr_processor_run_chat / tsr_processor_run_prompt with the model's
+ * processor. The encoders run on the session's threads (s may be NULL: one thread). Shapes
+ * are checked at each hand-off (SHAPE naming both). inputs may be freed afterwards. */
+tsr_status tsr_prompt_new(const tsr_model *model, tsr_session *s, const tsr_tensor_list *inputs,
+                          tsr_prompt **out /* OUT */, tsr_error *err);
+void tsr_prompt_free(tsr_prompt *p);
+/* The whole prompt as a decoder input, valid as long as p (ids are I32 copies). */
+const tsr_decode_input *tsr_prompt_input(const tsr_prompt *p);
+/* The prompt's tokens from index `from` on (to extend a KV cache that holds the first `from`
+ * ids): spans and positions are cut to match. A media span that starts before `from` and
+ * ends after it is INVALID_ARG. *out is valid until the next call on p. */
+tsr_status tsr_prompt_input_from(tsr_prompt *p, int64_t from, tsr_decode_input *out /* OUT */,
+                                 tsr_error *err);
+/* Encoder outputs: "embeds" F32 [rows, hidden], "embed_spans" I64 [n, 2] (start, n_tokens),
+ * "position_ids" I64 [3, n_ids], "cross_attention_states" F32 (those that apply). */
+const tsr_tensor_list *tsr_prompt_tensors(const tsr_prompt *p);
+double tsr_prompt_image_ms(const tsr_prompt *p); /* encoder time per modality */
+double tsr_prompt_audio_ms(const tsr_prompt *p);
+
+/* ------------------------------------------------------------------------------------ */
+/* Conversations                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/* A multi-turn conversation on one session: messages with text, image and audio parts are
+ * appended; each tsr_chat_generate renders the whole conversation with the model's chat
+ * template, encodes its media, reuses the KV cache for the prompt tokens that match the
+ * previous turn and appends the reply as an assistant message. One thread at a time. */
+typedef struct tsr_chat tsr_chat;
+
+tsr_status tsr_chat_new(const tsr_model *model, const tsr_session_params *params,
+                        tsr_chat **out /* OUT */, tsr_error *err);
+void tsr_chat_free(tsr_chat *c);
+/* Forgets the conversation and the KV cache. */
+void tsr_chat_reset(tsr_chat *c);
+/* Appends a message (copied). Its IMAGE / AUDIO parts (whose text may be NULL) take media[0],
+ * media[1], ... in order: n_media must equal their count. Media the model cannot take is
+ * INVALID_ARG; undecodable media fails here with the decoder's error. */
+tsr_status tsr_chat_add(tsr_chat *c, const tsr_chat_message *message, const tsr_media *media,
+                        size_t n_media, tsr_error *err);
+/* Generates the assistant's reply to the conversation (on_token streams it). *text (may be
+ * NULL) receives the reply (free with tsr_chat_string_free); ids and usage may be NULL.
+ * On failure the conversation is as it was before the call. */
+tsr_status tsr_chat_generate(tsr_chat *c, const tsr_generate_params *params,
+                             char **text /* OUT */, tsr_token_ids *ids /* OUT */,
+                             tsr_usage *usage /* OUT */, tsr_error *err);
+size_t tsr_chat_n_messages(const tsr_chat *c);
+const tsr_session *tsr_chat_session(const tsr_chat *c);
 
 #ifdef __cplusplus
 }

@@ -98,4 +98,12 @@ void *tsr__grow(void *buf, size_t *cap, size_t need, size_t elem, size_t init);
 tsr_status tsr__read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
                           tsr_error *err);
 
+/* The processor of a text-only model of the directory: chat template and tokenizer, no
+ * media (runtime/src/processor.c). */
+tsr_status tsr__processor_load_text(const char *model_dir, const tsr_processor_params *params,
+                                    tsr_processor **out, tsr_error *err);
+/* Media kinds the processor takes: bits (1u << TSR_MEDIA_IMAGE) | (1u << TSR_MEDIA_AUDIO);
+ * 0 for NULL. */
+uint32_t tsr__processor_media_kinds(const tsr_processor *p);
+
 #endif /* TESSERA_INTERNAL_H */

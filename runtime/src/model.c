@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../text/decoder.h"
+#include "../../vision/encoder.h"
 #include "tessera_json.h"
 
 #define MAX_LAYERS 4096
@@ -40,6 +41,29 @@ static const family_defaults FAMILIES[] = {
     {"qwen2_vl", 152064, 8192, 29568, 80, 64, 8, 32768, 1e-5, 0, 1000000.0},
     /* MllamaTextConfig (the language model of MllamaForConditionalGeneration). */
     {"mllama", 128256, 4096, 14336, 40, 32, 8, 131072, 1e-5, 0, 500000.0},
+};
+
+/* Where a checkpoint keeps its language model: the config model_type, the decoder family
+ * (NULL: text_config.model_type, text_default when absent), the hub names of the decoder's
+ * tensors (prefix, lm_head) and the names transformers 5 writes instead (or NULL). */
+typedef struct layout {
+    const char *model_type, *text, *text_default;
+    const char *pre, *head, *alt_pre, *alt_head;
+} layout;
+
+static const layout LAYOUTS[] = {
+    {"qwen2", "qwen2", NULL, "model.", "lm_head.weight", NULL, NULL},
+    {"llama", "llama", NULL, "model.", "lm_head.weight", NULL, NULL},
+    {"mistral", "mistral", NULL, "model.", "lm_head.weight", NULL, NULL},
+    {"qwen2_vl", "qwen2_vl", NULL, "model.", "lm_head.weight", "model.language_model.", NULL},
+    {"qwen2_5_vl", "qwen2_vl", NULL, "model.", "lm_head.weight", "model.language_model.", NULL},
+    {"mllama", "mllama", NULL, "language_model.model.", "language_model.lm_head.weight",
+     "model.language_model.", "lm_head.weight"},
+    {"llava_next", NULL, "llama", "language_model.model.", "language_model.lm_head.weight",
+     "model.language_model.", "lm_head.weight"},
+    {"mistral3", NULL, "mistral", "language_model.model.", "language_model.lm_head.weight",
+     "model.language_model.", "lm_head.weight"},
+    {"minicpmo", "qwen2", NULL, "llm.model.", "llm.lm_head.weight", NULL, NULL},
 };
 
 #define CFG "config.json"
@@ -138,23 +162,36 @@ static tsr_status parse_mrope(const cJSON *tc, tsr__decoder_config *c, tsr_error
     return TSR_OK;
 }
 
-static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_error *err) {
+static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, const layout **lay_out,
+                               tsr_error *err) {
     memset(c, 0, sizeof *c);
     const char *mt = NULL;
     tsr_status st = tsr__json_string(root, "model_type", NULL, &mt, CFG, err);
     if (st) return st;
     if (!mt) return TSR_FAIL(err, TSR_ERR_FORMAT, CFG " has no \"model_type\"");
-    const family_defaults *fam = NULL;
-    for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
-        if (!strcmp(FAMILIES[i].model_type, mt)) fam = &FAMILIES[i];
-    if (!fam)
+    const layout *lay = NULL;
+    for (size_t i = 0; i < sizeof LAYOUTS / sizeof LAYOUTS[0]; i++)
+        if (!strcmp(LAYOUTS[i].model_type, mt)) lay = &LAYOUTS[i];
+    if (!lay)
         return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
-                        CFG ": model_type \"%s\" is not supported (qwen2, qwen2_vl, llama, mistral, "
-                            "mllama are)", mt);
+                        CFG ": model_type \"%s\" is not supported (qwen2, llama, mistral, qwen2_vl, "
+                            "qwen2_5_vl, mllama, llava_next, mistral3, minicpmo are)", mt);
+    *lay_out = lay;
     snprintf(c->model_type, sizeof c->model_type, "%s", mt);
     /* A text decoder nested as text_config (multimodal checkpoints) takes precedence. */
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
     if (!cJSON_IsObject(tc)) tc = root;
+    const char *tf = lay->text;
+    if (!tf && tc == root) tf = lay->text_default;
+    if (!tf && (st = tsr__json_string(tc, "model_type", lay->text_default, &tf, CFG, err)))
+        return st;
+    const family_defaults *fam = NULL;
+    for (size_t i = 0; i < sizeof FAMILIES / sizeof FAMILIES[0]; i++)
+        if (!strcmp(FAMILIES[i].model_type, tf)) fam = &FAMILIES[i];
+    if (!fam || (!lay->text && (!strcmp(tf, "mllama") || !strcmp(tf, "qwen2_vl"))))
+        return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
+                        CFG ": text_config model_type \"%s\" is not supported (qwen2, llama, "
+                            "mistral are)", tf);
 
     const char *act = NULL;
     if ((st = tsr__json_string(tc, "hidden_act", "silu", &act, CFG, err))) return st;
@@ -173,8 +210,8 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
         return TSR_FAIL(err, TSR_ERR_FORMAT,
                         CFG ": num_attention_heads (%d) does not divide hidden_size (%d)",
                         c->n_heads, c->dim);
-    c->mrope = !strcmp(mt, "qwen2_vl");
-    int mllama = !strcmp(mt, "mllama");
+    c->mrope = !strcmp(tf, "qwen2_vl");
+    int mllama = !strcmp(tf, "mllama");
     if (c->mrope || mllama) {
         /* Qwen2VLAttention and the Mllama attentions take hidden_size / num_attention_heads,
          * whatever head_dim says. */
@@ -213,20 +250,20 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, tsr_er
         (st = tsr__json_bool(tc, "tie_word_embeddings", b, &b, CFG, err)))
         return st;
     c->tied = b;
-    if (!strcmp(mt, "qwen2") || c->mrope) {
+    if (!strcmp(tf, "qwen2") || c->mrope) {
         c->qkv_bias = 1;
         if ((st = tsr__json_bool(tc, "use_sliding_window", false, &b, CFG, err))) return st;
         if (b)
             return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
                             CFG ": qwen2 use_sliding_window=true is not supported");
-    } else if (!strcmp(mt, "llama") || mllama) {
+    } else if (!strcmp(tf, "llama") || mllama) {
         if ((st = tsr__json_bool(tc, "attention_bias", false, &b, CFG, err))) return st;
         c->qkv_bias = c->o_bias = b;
         if ((st = tsr__json_bool(tc, "mlp_bias", false, &b, CFG, err))) return st;
         if (b) return TSR_FAIL(err, TSR_ERR_UNSUPPORTED, CFG ": llama mlp_bias=true is not supported");
         int64_t tp;
         if ((st = tsr__json_int(tc, "pretraining_tp", 1, 1, 1 << 20, &tp, CFG, err))) return st;
-    } else if (!strcmp(mt, "mistral")) {
+    } else if (!strcmp(tf, "mistral")) {
         int64_t sw;
         if ((st = tsr__json_int(tc, "sliding_window", 0, 0, (int64_t)1 << 40, &sw, CFG, err)))
             return st;
@@ -344,6 +381,8 @@ typedef struct loader {
     expect *ex;
     size_t n_ex;
     const tsr_model_params *params;
+    const layout *lay;
+    const tsr__encoder_ops *enc; /* the family's media encoder, or NULL */
     size_t done, total;
 } loader;
 
@@ -372,15 +411,13 @@ static tsr_status build_expect(loader *L, tsr_error *err) {
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     /* MLlama hub checkpoints nest the language model (names as the hub holds them;
      * transformers' in-memory names are mapped to these in take_tensor). */
-    const char *pre = L->m->is_cross ? "language_model.model." : "model.";
+    const char *pre = L->lay->pre;
     char nm[128];
     snprintf(nm, sizeof nm, "%sembed_tokens.weight", pre);
     add_expect_w(L, nm, c->n_embed, c->dim, &L->m->tok_embed);
     snprintf(nm, sizeof nm, "%snorm.weight", pre);
     add_expect(L, nm, c->dim, 0, &L->m->out_norm);
-    if (!c->tied)
-        add_expect_w(L, L->m->is_cross ? "language_model.lm_head.weight" : "lm_head.weight",
-                   c->vocab, c->dim, &L->m->lm_head);
+    if (!c->tied) add_expect_w(L, L->lay->head, c->vocab, c->dim, &L->m->lm_head);
     int32_t slot = 0;
     for (int32_t i = 0; i < c->n_layers; i++) {
         tsr__decoder_layer *ly = &L->m->layers[i];
@@ -451,6 +488,17 @@ static int ignorable(const tsr__decoder_config *c, const char *name) {
     return c->tied && !strcmp(name, "lm_head.weight");
 }
 
+/* A tensor of the media encoder (under one of its prefixes, stored or canonical). */
+static int encoder_owns(const loader *L, const char *name) {
+    const tsr__encoder_ops *e = L->enc;
+    if (!e) return 0;
+    for (const char *const *p = e->prefixes; p && *p; p++)
+        if (!strncmp(name, *p, strlen(*p))) return 1;
+    for (const char *const *a = e->aliases; a && a[0] && a[1]; a += 2)
+        if (!strncmp(name, a[0], strlen(a[0]))) return 1;
+    return 0;
+}
+
 static expect *find_expect(loader *L, const char *name) {
     for (size_t i = 0; i < L->n_ex; i++)
         if (!strcmp(L->ex[i].name, name)) return &L->ex[i];
@@ -468,22 +516,20 @@ static void shape_str(char *buf, size_t cap, int32_t ndim, const int64_t *shape)
 static tsr_status take_tensor(loader *L, tsr_safetensors *st, const char *file, const char *name,
                               tsr_error *err) {
     tsr_model *m = L->m;
-    /* MLlama: transformers' in-memory names (model.language_model.*, lm_head.weight) stand for
-     * the hub's language_model.model.* and language_model.lm_head.weight. */
+    /* transformers 5 writes the language model under other names (model.language_model.*,
+     * lm_head.weight); they stand for the hub's. */
+    const layout *lay = L->lay;
     char mapped[160];
     const char *key = name;
-    if (m->is_cross) {
-        const char *lm = "model.language_model.";
-        if (!strncmp(name, lm, strlen(lm)) &&
-            (size_t)snprintf(mapped, sizeof mapped, "language_model.model.%s",
-                             name + strlen(lm)) < sizeof mapped)
-            key = mapped;
-        else if (!strcmp(name, "lm_head.weight"))
-            key = "language_model.lm_head.weight";
-    }
+    if (lay->alt_pre && !strncmp(name, lay->alt_pre, strlen(lay->alt_pre)) &&
+        (size_t)snprintf(mapped, sizeof mapped, "%s%s", lay->pre,
+                         name + strlen(lay->alt_pre)) < sizeof mapped)
+        key = mapped;
+    else if (lay->alt_head && !strcmp(name, lay->alt_head))
+        key = lay->head;
     expect *e = find_expect(L, key);
     if (!e) {
-        if (ignorable(&m->cfg, name)) return TSR_OK;
+        if (ignorable(&m->cfg, name) || encoder_owns(L, name)) return TSR_OK;
         return TSR_FAIL(err, TSR_ERR_FORMAT, "%s: unexpected tensor '%s' for model_type %s", file,
                         name, m->cfg.model_type);
     }
@@ -611,6 +657,11 @@ static tsr_status open_index(tsr_model *m, const char *dir, const char *index_pa
 
 void tsr_model_free(tsr_model *m) {
     if (!m) return;
+    if (m->enc_ops && m->enc) m->enc_ops->free(m->enc);
+    tsr__weights_free(m->weights);
+    tsr_processor_free(m->proc);
+    for (size_t i = 0; m->shard_names && i < m->n_files; i++) tsr__free(m->shard_names[i]);
+    tsr__free(m->shard_names);
     for (size_t i = 0; i < m->n_files; i++) tsr_safetensors_close(m->files[i]);
     for (size_t i = 0; i < m->n_owned; i++) tsr__free(m->owned[i]);
     tsr__free(m->files);
@@ -626,6 +677,61 @@ static int progress(loader *L, const char *what) {
     if (!L->params->progress) return 0;
     float f = L->total ? (float)L->done / (float)L->total : 0.0f;
     return L->params->progress(f > 1.0f ? 1.0f : f, what, L->params->progress_user);
+}
+
+static int file_exists(const char *dir, const char *name) {
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) return 0;
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+static tsr_status load_optional(const char *dir, const char *name, uint64_t max, cJSON **out,
+                                tsr_error *err) {
+    *out = NULL;
+    if (!file_exists(dir, name)) return TSR_OK;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return tsr__json_load(path, max, out, err);
+}
+
+/* The media encoder (when the checkpoint holds its tensors) and the processor (when the
+ * directory has a tokenizer). A checkpoint without any encoder tensor is a text model. */
+static tsr_status load_media(tsr_model *m, const char *dir, const cJSON *config,
+                             const tsr_model_params *params, const tsr__encoder_ops *enc,
+                             tsr_error *err) {
+    tsr_status s = tsr__weights_new(m->files, (const char *const *)m->shard_names, m->n_files,
+                                    &m->weights, err);
+    for (const char *const *a = enc ? enc->aliases : NULL; !s && a && a[0] && a[1]; a += 2)
+        s = tsr__weights_alias(m->weights, a[0], a[1], err);
+    size_t n_pre = 0;
+    int present = 0;
+    for (const char *const *p = enc ? enc->prefixes : NULL; !s && p && *p; p++, n_pre++)
+        present |= tsr__weights_has_prefix(m->weights, *p);
+    cJSON *pre = NULL, *proc = NULL, *tok = NULL;
+    if (!s && present) {
+        s = load_optional(dir, "preprocessor_config.json", params->max_config_bytes, &pre, err);
+        if (!s) s = load_optional(dir, "processor_config.json", params->max_config_bytes, &proc, err);
+        if (!s) s = load_optional(dir, "tokenizer_config.json", params->max_config_bytes, &tok, err);
+        tsr__model_configs mc = {dir, config, pre, proc, tok};
+        if (!s) s = enc->load(&mc, m->weights, m->cfg.dim, &m->enc, err);
+        if (!s) m->enc_ops = enc;
+        if (!s) s = tsr__weights_check_unused(m->weights, enc->prefixes, n_pre, m->cfg.model_type, err);
+    }
+    cJSON_Delete(pre);
+    cJSON_Delete(proc);
+    cJSON_Delete(tok);
+    if (!s && file_exists(dir, "tokenizer.json")) {
+        tsr_processor_params pp = tsr_processor_params_default();
+        pp.allow_unknown_template = 1;
+        tsr_error local = {0};
+        s = m->enc_ops ? tsr_processor_load(dir, &pp, &m->proc, &local)
+                       : tsr__processor_load_text(dir, &pp, &m->proc, &local);
+        if (s) s = TSR_FAIL(err, s, "processor: %s", local.message);
+    }
+    if (!s && m->enc_ops) m->media_kinds = tsr__processor_media_kinds(m->proc);
+    return s;
 }
 
 tsr_status tsr_model_load(const char *model_dir, const tsr_model_params *params, tsr_model **out,
@@ -653,7 +759,8 @@ tsr_status tsr_model_load(const char *model_dir, const tsr_model_params *params,
     size_t n_shards = 0;
     int32_t eos_cap = 0;
     tsr_status s = tsr__json_load(path, dp.max_config_bytes, &cfg, err);
-    if (!s) s = parse_config(cfg, &m->cfg, err);
+    if (!s) s = parse_config(cfg, &m->cfg, &L.lay, err);
+    if (!s) L.enc = tsr__encoder_find(m->cfg.model_type);
     if (!s) s = parse_cross_layers(cfg, m, err);
     if (!s && m->cfg.max_pos > ((int64_t)1 << 31))
         s = TSR_FAIL(err, TSR_ERR_LIMIT, CFG ": max_position_embeddings %lld is too large",
@@ -722,10 +829,15 @@ tsr_status tsr_model_load(const char *model_dir, const tsr_model_params *params,
                 m->layers[i].attn_gate_tanh = tanhf(m->layers[i].attn_gate[0]);
                 m->layers[i].mlp_gate_tanh = tanhf(m->layers[i].mlp_gate[0]);
             }
-        if (progress(&L, "done")) s = TSR_FAIL(err, TSR_ERR_CANCELLED, "cancelled by the progress callback");
     }
-    for (size_t i = 0; i < n_shards; i++) tsr__free(shards[i]);
-    tsr__free(shards);
+    if (shards && !m->shard_names) {
+        m->shard_names = shards; /* the model keeps them for messages (n_files of them) */
+        for (size_t i = m->n_files; i < n_shards; i++) tsr__free(shards[i]);
+        shards = NULL;
+    }
+    if (!s) s = load_media(m, model_dir, cfg, &dp, L.enc, err);
+    if (!s && progress(&L, "done"))
+        s = TSR_FAIL(err, TSR_ERR_CANCELLED, "cancelled by the progress callback");
     tsr__free(L.ex);
     cJSON_Delete(cfg);
     cJSON_Delete(gen);
@@ -745,3 +857,6 @@ size_t tsr_model_eos_ids(const tsr_model *m, const int32_t **ids) {
     if (ids) *ids = m ? m->eos : NULL;
     return m ? m->n_eos : 0;
 }
+
+const tsr_processor *tsr_model_processor(const tsr_model *m) { return m ? m->proc : NULL; }
+uint32_t tsr_model_media_kinds(const tsr_model *m) { return m ? m->media_kinds : 0; }

@@ -74,9 +74,21 @@ static tsr_status load_configs(const char *dir, loaded_configs *c, tsr_error *er
     return st;
 }
 
-/* Finds the family of config.json's model_type and builds the processor around it. */
+/* The processor of a model that takes no media: chat template and tokenizer only. */
+static tsr_status text_load(const tsr__model_configs *cfg, void **state, tsr_error *err) {
+    (void)cfg;
+    (void)err;
+    *state = NULL;
+    return TSR_OK;
+}
+static void text_free(void *state) { (void)state; }
+static const tsr__family_ops TEXT_OPS = {"text", NULL, NULL, 0, text_load, text_free,
+                                         NULL, NULL, NULL, NULL};
+
+/* Finds the family of config.json's model_type (text_only: none) and builds the processor
+ * around it. */
 static tsr_status load_with_configs(const char *model_dir, const tsr_processor_params *params,
-                                    const loaded_configs *cfg, tsr_processor *p,
+                                    const loaded_configs *cfg, int text_only, tsr_processor *p,
                                     tsr_error *err) {
     const char *model_type = NULL;
     tsr_status st = tsr__json_string(cfg->config, "model_type", NULL, &model_type,
@@ -85,7 +97,7 @@ static tsr_status load_with_configs(const char *model_dir, const tsr_processor_p
     if (!model_type)
         return TSR_FAIL(err, TSR_ERR_FORMAT, "config.json in '%s' has no \"model_type\"",
                         model_dir);
-    p->ops = tsr__family_find(model_type);
+    p->ops = text_only ? &TEXT_OPS : tsr__family_find(model_type);
     if (!p->ops) {
         char names[256];
         return TSR_FAIL(err, TSR_ERR_UNSUPPORTED,
@@ -107,8 +119,8 @@ static tsr_status load_with_configs(const char *model_dir, const tsr_processor_p
     return TSR_OK;
 }
 
-tsr_status tsr_processor_load(const char *model_dir, const tsr_processor_params *params,
-                              tsr_processor **out, tsr_error *err) {
+static tsr_status processor_load(const char *model_dir, const tsr_processor_params *params,
+                                 int text_only, tsr_processor **out, tsr_error *err) {
     if (!out) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!model_dir) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "model_dir is NULL");
@@ -118,7 +130,7 @@ tsr_status tsr_processor_load(const char *model_dir, const tsr_processor_params 
     if (!p) return TSR_FAIL(err, TSR_ERR_OOM, "out of memory");
     loaded_configs cfg = {0};
     tsr_status st = load_configs(model_dir, &cfg, err);
-    if (!st) st = load_with_configs(model_dir, params, &cfg, p, err);
+    if (!st) st = load_with_configs(model_dir, params, &cfg, text_only, p, err);
     free_configs(&cfg);
     if (st) {
         tsr_processor_free(p);
@@ -126,6 +138,22 @@ tsr_status tsr_processor_load(const char *model_dir, const tsr_processor_params 
     }
     *out = p;
     return TSR_OK;
+}
+
+tsr_status tsr_processor_load(const char *model_dir, const tsr_processor_params *params,
+                              tsr_processor **out, tsr_error *err) {
+    return processor_load(model_dir, params, 0, out, err);
+}
+
+tsr_status tsr__processor_load_text(const char *model_dir, const tsr_processor_params *params,
+                                    tsr_processor **out, tsr_error *err) {
+    return processor_load(model_dir, params, 1, out, err);
+}
+
+uint32_t tsr__processor_media_kinds(const tsr_processor *p) {
+    if (!p) return 0;
+    return (p->ops->process_images ? 1u << TSR_MEDIA_IMAGE : 0u) |
+           (p->ops->process_audio ? 1u << TSR_MEDIA_AUDIO : 0u);
 }
 
 /* ---- media --------------------------------------------------------------------------- */

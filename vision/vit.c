@@ -1,0 +1,323 @@
+/*
+ * vit.c - building blocks of the vision and audio encoders (see vit.h).
+ */
+#include "vit.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+tsr_status tsr__linear_load(tsr__weights *w, const char *prefix, int64_t n_in, int64_t n_out,
+                            int bias, tsr__linear *out, tsr_error *err) {
+    memset(out, 0, sizeof *out);
+    out->n_in = n_in;
+    out->n_out = n_out;
+    tsr_status s = tsr__weights_matf(w, n_out, n_in, &out->w, err, "%s.weight", prefix);
+    if (!s && bias) s = tsr__weights_vecf(w, n_out, &out->b, err, "%s.bias", prefix);
+    return s;
+}
+
+void tsr__linear_run(tsr__pool *p, const tsr__linear *l, float *out, const float *x, int64_t T) {
+    if (l->w.type != TSR__W_F32 && T > 1)
+        (void)tsr__pool_reserve(p, (size_t)TSR__WSLAB_ROWS * (size_t)l->n_in); /* else per row */
+    tsr__matmul_wt(p, out, x, l->w, l->b, T, l->n_in, l->n_out);
+}
+
+tsr_status tsr__norm_load(tsr__weights *w, const char *prefix, tsr__norm_kind kind, int64_t n,
+                          float eps, tsr__norm *out, tsr_error *err) {
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    out->n = n;
+    out->eps = eps;
+    tsr_status s = tsr__weights_vecf(w, n, &out->w, err, "%s.weight", prefix);
+    if (!s && kind == TSR__LAYERNORM)
+        s = tsr__weights_vecf(w, n, &out->b, err, "%s.bias", prefix);
+    return s;
+}
+
+void tsr__norm_run(const tsr__norm *nm, float *out, const float *x, int64_t T) {
+    int64_t n = nm->n;
+    for (int64_t t = 0; t < T; t++) {
+        const float *xr = x + t * n;
+        float *o = out + t * n;
+        if (nm->kind == TSR__RMSNORM) {
+            tsr__rmsnorm(o, xr, nm->w, n, nm->eps);
+            continue;
+        }
+        double mean = 0.0;
+        for (int64_t i = 0; i < n; i++) mean += xr[i];
+        mean /= (double)n;
+        double var = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            double d = (double)xr[i] - mean;
+            var += d * d;
+        }
+        var /= (double)n;
+        float m = (float)mean, r = (float)(1.0 / sqrt(var + (double)nm->eps));
+        for (int64_t i = 0; i < n; i++) {
+            float v = (xr[i] - m) * r * nm->w[i];
+            o[i] = nm->b ? v + nm->b[i] : v;
+        }
+    }
+}
+
+tsr_status tsr__act_parse(const char *name, const char *what, tsr__act *out, tsr_error *err) {
+    static const struct {
+        const char *name;
+        tsr__act act;
+    } known[] = {{"gelu", TSR__ACT_GELU},
+                 {"gelu_new", TSR__ACT_GELU_TANH},
+                 {"gelu_pytorch_tanh", TSR__ACT_GELU_TANH},
+                 {"gelu_fast", TSR__ACT_GELU_TANH},
+                 {"quick_gelu", TSR__ACT_QUICK_GELU},
+                 {"silu", TSR__ACT_SILU},
+                 {"swish", TSR__ACT_SILU}};
+    for (size_t i = 0; name && i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(name, known[i].name)) {
+            *out = known[i].act;
+            return TSR_OK;
+        }
+    return TSR_FAIL(err, TSR_ERR_UNSUPPORTED, "%s: activation \"%s\" is not supported (gelu, "
+                    "gelu_new, gelu_pytorch_tanh, quick_gelu, silu)", what, name ? name : "null");
+}
+
+void tsr__act_run(tsr__act a, float *x, int64_t n) {
+    switch (a) {
+    case TSR__ACT_GELU:
+        for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        break;
+    case TSR__ACT_GELU_TANH: {
+        const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+        }
+        break;
+    }
+    case TSR__ACT_QUICK_GELU:
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] * (1.0f / (1.0f + expf(-1.702f * x[i])));
+        break;
+    case TSR__ACT_SILU:
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
+    }
+}
+
+void tsr__rope_rows(float *x, int64_t ldx, int64_t T, int32_t n_heads, int32_t head_dim,
+                    const float *cos_, const float *sin_) {
+    int32_t half = head_dim / 2;
+    for (int64_t t = 0; t < T; t++) {
+        const float *c = cos_ + t * head_dim, *s = sin_ + t * head_dim;
+        for (int32_t h = 0; h < n_heads; h++) {
+            float *v = x + t * ldx + (int64_t)h * head_dim;
+            for (int32_t i = 0; i < half; i++) {
+                float x1 = v[i], x2 = v[i + half];
+                v[i] = x1 * c[i] - x2 * s[i];
+                v[i + half] = x2 * c[i + half] + x1 * s[i + half];
+            }
+        }
+    }
+}
+
+void tsr__add_inplace(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Attention                                                                            */
+/* ---------------------------------------------------------------------------------- */
+
+#define QBLOCK 128 /* query rows per work item */
+
+typedef struct mha_job {
+    float *out;
+    const float *q, *k, *v;
+    int64_t ldq, ldk, ldv, T;
+    int32_t n_heads, head_dim;
+    float scale;
+    const tsr__attn_mask *mask;
+    const int64_t *seg;
+    int64_t n_seg;
+    int64_t n_items; /* (head, segment, query block) triples */
+    int64_t *item_seg, *item_q0; /* per item of one head */
+    int64_t items_per_head;
+    float *scratch;  /* per worker: QBLOCK * max segment length */
+    int64_t scratch_per;
+} mha_job;
+
+static void mha_part(void *arg, int32_t w, int32_t nw) {
+    mha_job *j = arg;
+    float *sc = j->scratch + (int64_t)w * j->scratch_per;
+    int32_t hd = j->head_dim;
+    int64_t A = (int64_t)j->n_heads * hd;
+    for (int64_t it = w; it < j->n_items; it += nw) {
+        int64_t h = it / j->items_per_head, r = it % j->items_per_head;
+        int64_t sg = j->item_seg[r], q0 = j->item_q0[r];
+        int64_t s0 = j->seg[sg], s1 = j->seg[sg + 1], L = s1 - s0;
+        int64_t rows = s1 - q0 < QBLOCK ? s1 - q0 : QBLOCK;
+        const float *q = j->q + q0 * j->ldq + h * hd;
+        const float *k = j->k + s0 * j->ldk + h * hd;
+        const float *v = j->v + s0 * j->ldv + h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)L, hd,
+                    j->scale, q, (blasint)j->ldq, k, (blasint)j->ldk, 0.0f, sc, (blasint)L);
+        for (int64_t i = 0; i < rows; i++) {
+            float *row = sc + i * L;
+            int any = 0;
+            if (j->mask && j->mask->add) {
+                const float *ad = j->mask->add + (q0 + i) * j->T + s0;
+                for (int64_t c = 0; c < L; c++) row[c] += ad[c];
+            }
+            if (j->mask && j->mask->key_valid) {
+                const uint8_t *kv = j->mask->key_valid + s0;
+                for (int64_t c = 0; c < L; c++) {
+                    if (!kv[c]) row[c] = -INFINITY;
+                    else any = 1;
+                }
+            } else {
+                any = 1;
+            }
+            if (any) tsr__softmax(row, L);
+            else memset(row, 0, (size_t)L * sizeof *row);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, hd, (blasint)L,
+                    1.0f, sc, (blasint)L, v, (blasint)j->ldv, 0.0f, j->out + q0 * A + h * hd,
+                    (blasint)A);
+    }
+}
+
+tsr_status tsr__mha(tsr__pool *p, float *out, const float *q, int64_t ldq, const float *k,
+                    int64_t ldk, const float *v, int64_t ldv, int64_t T, int32_t n_heads,
+                    int32_t head_dim, float scale, const tsr__attn_mask *mask, tsr_error *err) {
+    int64_t one[2] = {0, T};
+    const int64_t *seg = one;
+    int64_t n_seg = 1;
+    if (mask && mask->seg) {
+        seg = mask->seg;
+        n_seg = mask->n_seg;
+        if (n_seg < 1 || seg[0] != 0 || seg[n_seg] != T)
+            return TSR_FAIL(err, TSR_ERR_SHAPE, "segments cover [%lld, %lld), expected [0, %lld)",
+                            (long long)seg[0], (long long)seg[n_seg], (long long)T);
+        for (int64_t i = 0; i < n_seg; i++)
+            if (seg[i + 1] < seg[i])
+                return TSR_FAIL(err, TSR_ERR_SHAPE, "segment %lld ends before it starts",
+                                (long long)i);
+    }
+    tsr__blas_init();
+    int64_t per = 0, maxL = 1;
+    for (int64_t i = 0; i < n_seg; i++) {
+        int64_t L = seg[i + 1] - seg[i];
+        per += (L + QBLOCK - 1) / QBLOCK;
+        if (L > maxL) maxL = L;
+    }
+    int32_t nw = tsr__pool_size(p);
+    int64_t *items = tsr__malloc((size_t)(2 * per + 2) * sizeof *items);
+    size_t sc_n = 0;
+    int ovf = !tsr__mul_size((size_t)QBLOCK * (size_t)maxL, (size_t)nw, &sc_n);
+    float *scratch = ovf ? NULL : tsr__malloc(sc_n * sizeof(float));
+    if (!items || !scratch) {
+        tsr__free(items);
+        tsr__free(scratch);
+        return TSR_FAIL(err, TSR_ERR_OOM, "attention scratch (%lld keys)", (long long)maxL);
+    }
+    int64_t n = 0;
+    for (int64_t i = 0; i < n_seg; i++)
+        for (int64_t q0 = seg[i]; q0 < seg[i + 1]; q0 += QBLOCK) {
+            items[n] = i;
+            items[per + 1 + n] = q0;
+            n++;
+        }
+    mha_job j = {out, q, k, v, ldq, ldk, ldv, T, n_heads, head_dim, scale, mask, seg, n_seg,
+                 per * n_heads, items, items + per + 1, per, scratch, (int64_t)QBLOCK * maxL};
+    if (j.n_items) tsr__pool_run(p, mha_part, &j);
+    tsr__free(items);
+    tsr__free(scratch);
+    return TSR_OK;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Encoder block                                                                        */
+/* ---------------------------------------------------------------------------------- */
+
+static void scale_add(float *x, const float *y, int64_t T, int64_t D, int has_gate, float g,
+                      const float *ls) {
+    for (int64_t t = 0; t < T; t++) {
+        float *xr = x + t * D;
+        const float *yr = y + t * D;
+        if (ls)
+            for (int64_t i = 0; i < D; i++) xr[i] += ls[i] * yr[i];
+        else if (has_gate)
+            for (int64_t i = 0; i < D; i++) xr[i] += g * yr[i];
+        else
+            for (int64_t i = 0; i < D; i++) xr[i] += yr[i];
+    }
+}
+
+tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, int64_t T,
+                              const tsr__vit_opts *o, tsr_error *err) {
+    int64_t D = b->dim, A = (int64_t)b->n_heads * b->head_dim;
+    int64_t F = b->fc1.n_out;
+    size_t n_a = 0, n_qkv = 0, n_att = 0, n_mlp = 0, total = 0;
+    if (!tsr__mul_size((size_t)T, (size_t)D, &n_a) ||
+        !tsr__mul_size((size_t)T, (size_t)(3 * A), &n_qkv) ||
+        !tsr__mul_size((size_t)T, (size_t)A, &n_att) ||
+        !tsr__mul_size((size_t)T, (size_t)(b->swiglu ? 2 * F : F), &n_mlp))
+        return TSR_FAIL(err, TSR_ERR_LIMIT, "encoder block of %lld tokens is too large",
+                        (long long)T);
+    total = n_a + n_qkv + n_att + n_mlp;
+    float *buf = tsr__malloc(total * sizeof *buf);
+    if (!buf) return TSR_FAIL(err, TSR_ERR_OOM, "encoder block scratch (%lld tokens)", (long long)T);
+    float *a = buf, *qkv = a + n_a, *att = qkv + n_qkv, *mlp = att + n_att;
+
+    tsr__norm_run(&b->norm1, a, x, T);
+    const float *q, *k, *v;
+    int64_t ld;
+    if (b->fused_qkv) {
+        tsr__linear_run(p, &b->qkv, qkv, a, T);
+        q = qkv;
+        k = qkv + A;
+        v = qkv + 2 * A;
+        ld = 3 * A;
+    } else {
+        tsr__linear_run(p, &b->q, qkv, a, T);
+        tsr__linear_run(p, &b->k, qkv + n_att, a, T);
+        tsr__linear_run(p, &b->v, qkv + 2 * n_att, a, T);
+        q = qkv;
+        k = qkv + n_att;
+        v = qkv + 2 * n_att;
+        ld = A;
+    }
+    if (b->q_norm.w || b->k_norm.w)
+        for (int64_t t = 0; t < T; t++) {
+            if (b->q_norm.w) tsr__norm_run(&b->q_norm, (float *)q + t * ld, q + t * ld, b->n_heads);
+            if (b->k_norm.w) tsr__norm_run(&b->k_norm, (float *)k + t * ld, k + t * ld, b->n_heads);
+        }
+    if (o && o->rope_cos) {
+        tsr__rope_rows((float *)q, ld, T, b->n_heads, b->head_dim, o->rope_cos, o->rope_sin);
+        tsr__rope_rows((float *)k, ld, T, b->n_heads, b->head_dim, o->rope_cos, o->rope_sin);
+    }
+    float scale = o && o->scale > 0.0f ? o->scale : 1.0f / sqrtf((float)b->head_dim);
+    tsr_status s = tsr__mha(p, att, q, ld, k, ld, v, ld, T, b->n_heads, b->head_dim, scale,
+                            o ? &o->mask : NULL, err);
+    if (s) {
+        tsr__free(buf);
+        return s;
+    }
+    tsr__linear_run(p, &b->o, a, att, T);
+    scale_add(x, a, T, D, b->has_gates, b->gate_attn, b->ls_attn);
+
+    tsr__norm_run(&b->norm2, a, x, T);
+    tsr__linear_run(p, &b->fc1, mlp, a, T);
+    if (b->swiglu) {
+        float *g = mlp + (size_t)T * (size_t)F;
+        tsr__linear_run(p, &b->gate, g, a, T);
+        tsr__act_run(b->act, g, T * F);
+        for (int64_t i = 0; i < T * F; i++) mlp[i] *= g[i];
+    } else {
+        tsr__act_run(b->act, mlp, T * F);
+    }
+    tsr__linear_run(p, &b->fc2, a, mlp, T);
+    scale_add(x, a, T, D, b->has_gates, b->gate_mlp, b->ls_mlp);
+    tsr__free(buf);
+    return TSR_OK;
+}
