@@ -222,6 +222,54 @@ static void test_progress_and_args(void) {
     CHECK(tsr_model_load(tsr_test_fixture("decoder/qwen2"), &p, &m, &err) == TSR_ERR_INVALID_ARG);
 }
 
+/* generation_config.json's sampling settings become the model's defaults, as generate()
+ * applies them: greedy without do_sample, top_k 50 unless set, null means unset. */
+static void test_sampling_defaults(void) {
+    static const struct {
+        const char *gen;
+        tsr_status st;
+        float temp, top_p;
+        int32_t top_k;
+    } cases[] = {
+        {"{}", TSR_OK, 0.0f, 1.0f, 50},
+        {"{\"do_sample\": false, \"temperature\": 0.7}", TSR_OK, 0.0f, 1.0f, 50},
+        {"{\"do_sample\": true, \"temperature\": 0.7, \"top_p\": 0.8, \"top_k\": null}", TSR_OK,
+         0.7f, 0.8f, 50},
+        {"{\"do_sample\": true, \"top_k\": 20}", TSR_OK, 1.0f, 1.0f, 20},
+        {"{\"do_sample\": \"yes\"}", TSR_ERR_FORMAT, 0, 0, 0},
+        {"{\"do_sample\": true, \"top_p\": 1.5}", TSR_ERR_FORMAT, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[512], path[1024], from[1024];
+        snprintf(dir, sizeof dir, "%s/gen%zu", g_tmp, i);
+        mkdir(dir, 0700);
+        const char *src = tsr_test_fixture("decoder/qwen2");
+        const char *files[] = {"config.json", "model.safetensors"};
+        for (int f = 0; f < 2; f++) {
+            snprintf(from, sizeof from, "%s/%s", src, files[f]);
+            snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+            CHECK(symlink(from, path) == 0);
+        }
+        snprintf(path, sizeof path, "%s/generation_config.json", dir);
+        write_file(path, cases[i].gen, strlen(cases[i].gen));
+        tsr_error err = {0};
+        tsr_model *m = NULL;
+        tsr_status st = tsr_model_load(dir, NULL, &m, &err);
+        CHECK_MSG(st == cases[i].st, "%s: %s %s", cases[i].gen, tsr_status_name(st), err.message);
+        if (st == TSR_OK) {
+            tsr_sampling_params sp = tsr_model_sampling_defaults(m);
+            CHECK_MSG(sp.temperature == cases[i].temp && sp.top_p == cases[i].top_p &&
+                          sp.top_k == cases[i].top_k,
+                      "%s: temperature %g top_p %g top_k %d", cases[i].gen, sp.temperature,
+                      sp.top_p, (int)sp.top_k);
+            tsr_model_free(m);
+        } else {
+            CHECK(strstr(err.message, "generation_config.json") != NULL);
+        }
+        rm_dir(dir);
+    }
+}
+
 #ifdef TSR_ALLOC_FAILPOINTS
 static void test_alloc_failures(void) {
     int saw_ok = 0;
@@ -248,6 +296,7 @@ int main(void) {
     if (!mkdtemp(g_tmp)) return 1;
     tsr_test_run("corrupt_dirs", test_table);
     tsr_test_run("progress_and_args", test_progress_and_args);
+    tsr_test_run("sampling_defaults", test_sampling_defaults);
 #ifdef TSR_ALLOC_FAILPOINTS
     tsr_test_run("alloc_failures", test_alloc_failures);
 #endif

@@ -88,6 +88,7 @@ struct tsr_model {
     struct tsr__weights *weights;
     tsr_processor *proc;
     uint32_t media_kinds;
+    tsr_sampling_params sampling; /* generation_config.json's defaults */
 };
 
 const tsr_model *tsr__session_model(const tsr_session *s);

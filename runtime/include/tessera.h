@@ -773,6 +773,11 @@ typedef struct tsr_sampling_params {
 } tsr_sampling_params;
 
 tsr_sampling_params tsr_sampling_params_default(void);
+/* The checkpoint's defaults, as generate() applies them: generation_config.json's
+ * temperature, top_k, top_p, min_p and repetition_penalty over transformers' defaults
+ * (top_k 50), greedy (temperature 0) unless it sets do_sample. Callers override fields the
+ * user sets. */
+tsr_sampling_params tsr_model_sampling_defaults(const tsr_model *model);
 
 /* Sampler state: the RNG, per-id counts and scratch for n_vocab logits (preallocated). */
 typedef struct tsr_sampler tsr_sampler;

@@ -679,6 +679,36 @@ static int progress(loader *L, const char *what) {
     return L->params->progress(f > 1.0f ? 1.0f : f, what, L->params->progress_user);
 }
 
+/* generation_config.json's sampling settings over transformers' defaults (do_sample false:
+ * greedy; top_k 50 when sampling). A null value counts as absent. */
+static tsr_status parse_sampling(const cJSON *gen, tsr_sampling_params *sp, tsr_error *err) {
+    static const char *const G = "generation_config.json";
+    *sp = tsr_sampling_params_default();
+    sp->top_k = 50;
+    bool do_sample = false;
+    double v;
+    int64_t k;
+    tsr_status s = TSR_OK;
+#define PRESENT(key) (gen && cJSON_GetObjectItemCaseSensitive(gen, key) && \
+                      !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(gen, key)))
+    if (PRESENT("do_sample")) s = tsr__json_bool(gen, "do_sample", false, &do_sample, G, err);
+    if (!s && PRESENT("temperature") &&
+        !(s = tsr__json_double(gen, "temperature", 1.0, 0.0, 1e6, &v, G, err)))
+        sp->temperature = (float)v;
+    if (!s && PRESENT("top_k") && !(s = tsr__json_int(gen, "top_k", 50, 0, 1 << 30, &k, G, err)))
+        sp->top_k = (int32_t)k;
+    if (!s && PRESENT("top_p") && !(s = tsr__json_double(gen, "top_p", 1.0, 0.0, 1.0, &v, G, err)))
+        sp->top_p = (float)v;
+    if (!s && PRESENT("min_p") && !(s = tsr__json_double(gen, "min_p", 0.0, 0.0, 1.0, &v, G, err)))
+        sp->min_p = (float)v;
+    if (!s && PRESENT("repetition_penalty") &&
+        !(s = tsr__json_double(gen, "repetition_penalty", 1.0, 1e-6, 1e6, &v, G, err)))
+        sp->repetition_penalty = (float)v;
+#undef PRESENT
+    if (!s && !do_sample) sp->temperature = 0.0f; /* greedy */
+    return s;
+}
+
 static int file_exists(const char *dir, const char *name) {
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) return 0;
@@ -784,6 +814,7 @@ tsr_status tsr_model_load(const char *model_dir, const tsr_model_params *params,
                                  &eos_cap, "generation_config.json", err);
         }
     }
+    if (!s) s = parse_sampling(gen, &m->sampling, err);
     if (!s) {
         m->inv_freq = tsr__malloc((size_t)(m->cfg.head_dim / 2) * sizeof(float));
         if (!m->inv_freq) s = TSR_FAIL(err, TSR_ERR_OOM, "rope table");
@@ -860,3 +891,9 @@ size_t tsr_model_eos_ids(const tsr_model *m, const int32_t **ids) {
 
 const tsr_processor *tsr_model_processor(const tsr_model *m) { return m ? m->proc : NULL; }
 uint32_t tsr_model_media_kinds(const tsr_model *m) { return m ? m->media_kinds : 0; }
+tsr_sampling_params tsr_model_sampling_defaults(const tsr_model *m) {
+    if (m) return m->sampling;
+    tsr_sampling_params p = tsr_sampling_params_default();
+    p.temperature = 0.0f;
+    return p;
+}
