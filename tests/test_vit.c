@@ -126,7 +126,33 @@ static void test_bad_weights(void) {
     tsr_test_close_safetensors(st);
 }
 
+/* The vectorised activations against libm over [-12, 12]. */
+static void test_activations(void) {
+    enum { N = 24001 };
+    static float x[N];
+    for (tsr__act a = TSR__ACT_GELU; a <= TSR__ACT_SILU; a++) {
+        for (int i = 0; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (N - 1);
+        tsr__pool *pool = tsr__pool_new(2);
+        tsr__act_apply(pool, a, x, N);
+        tsr__pool_free(pool);
+        double md = 0;
+        for (int i = 0; i < N; i++) {
+            double v = -12.0f + 24.0f * (float)i / (N - 1);
+            double ref = a == TSR__ACT_GELU ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
+                         : a == TSR__ACT_GELU_TANH
+                             ? 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))
+                         : a == TSR__ACT_QUICK_GELU ? v / (1 + exp(-1.702 * v))
+                                                    : v / (1 + exp(-v));
+            double d = fabs(x[i] - ref) / (1.0 + fabs(ref));
+            if (d > md) md = d;
+        }
+        printf("  activation %d: max relative error %.3g\n", (int)a, md);
+        CHECK_MSG(md < 1e-6, "activation %d: %g", (int)a, md);
+    }
+}
+
 int main(void) {
+    tsr_test_run("activations", test_activations);
     tsr_test_run("blocks", test_blocks);
     tsr_test_run("bad weights", test_bad_weights);
     return tsr_test_finish();

@@ -82,27 +82,7 @@ tsr_status tsr__act_parse(const char *name, const char *what, tsr__act *out, tsr
                     "gelu_new, gelu_pytorch_tanh, quick_gelu, silu)", what, name ? name : "null");
 }
 
-void tsr__act_run(tsr__act a, float *x, int64_t n) {
-    switch (a) {
-    case TSR__ACT_GELU:
-        for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
-        break;
-    case TSR__ACT_GELU_TANH: {
-        const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i];
-            x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
-        }
-        break;
-    }
-    case TSR__ACT_QUICK_GELU:
-        for (int64_t i = 0; i < n; i++) x[i] = x[i] * (1.0f / (1.0f + expf(-1.702f * x[i])));
-        break;
-    case TSR__ACT_SILU:
-        for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
-        break;
-    }
-}
+void tsr__act_run(tsr__act a, float *x, int64_t n) { tsr__act_apply(NULL, a, x, n); }
 
 void tsr__rope_rows(float *x, int64_t ldx, int64_t T, int32_t n_heads, int32_t head_dim,
                     const float *cos_, const float *sin_) {
@@ -311,10 +291,10 @@ tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, i
     if (b->swiglu) {
         float *g = mlp + (size_t)T * (size_t)F;
         tsr__linear_run(p, &b->gate, g, a, T);
-        tsr__act_run(b->act, g, T * F);
+        tsr__act_apply(p, b->act, g, T * F);
         for (int64_t i = 0; i < T * F; i++) mlp[i] *= g[i];
     } else {
-        tsr__act_run(b->act, mlp, T * F);
+        tsr__act_apply(p, b->act, mlp, T * F);
     }
     tsr__linear_run(p, &b->fc2, a, mlp, T);
     scale_add(x, a, T, D, b->has_gates, b->gate_mlp, b->ls_mlp);

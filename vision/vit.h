@@ -39,17 +39,12 @@ tsr_status tsr__norm_load(tsr__weights *w, const char *prefix, tsr__norm_kind ki
 /* out (T, n) = norm of each row of x (T, n); out may equal x. */
 void tsr__norm_run(const tsr__norm *nm, float *out, const float *x, int64_t T);
 
-typedef enum tsr__act {
-    TSR__ACT_GELU = 0,   /* exact erf GELU (nn.GELU(), "gelu") */
-    TSR__ACT_GELU_TANH,  /* "gelu_pytorch_tanh" / gelu(approximate="tanh") */
-    TSR__ACT_QUICK_GELU, /* x * sigmoid(1.702 x) (CLIP "quick_gelu") */
-    TSR__ACT_SILU        /* x * sigmoid(x) */
-} tsr__act;
+/* Activations: tsr__act (kernels/cpu/ops.h): TSR__ACT_GELU, _GELU_TANH, _QUICK_GELU, _SILU. */
 
 /* "gelu", "gelu_new", "gelu_pytorch_tanh", "quick_gelu", "silu" / "swish" -> *out;
  * anything else is UNSUPPORTED naming it (what: where it came from, for the message). */
 tsr_status tsr__act_parse(const char *name, const char *what, tsr__act *out, tsr_error *err);
-/* x[n] = act(x) in place. */
+/* x[n] = act(x) in place (single thread; tsr__act_apply splits over a pool). */
 void tsr__act_run(tsr__act a, float *x, int64_t n);
 
 /* Rotate-half RoPE as transformers' apply_rotary_pos_emb with cos / sin of the full head

@@ -476,7 +476,106 @@ static int has_avx2(void) {
     }
     return v;
 }
+
+/* 1 / (1 + exp(-k x)) * x over 8 lanes: silu (k 1), quick_gelu (k 1.702). */
+__attribute__((target("avx2,fma"))) static inline __m256 xsig8(__m256 x, __m256 k) {
+    __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f),
+                             exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(k, x))));
+    return _mm256_div_ps(x, d);
+}
+
+__attribute__((target("avx2,fma"))) static void act_avx2(tsr__act a, float *x, int64_t n) {
+    int64_t i = 0;
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), r;
+        switch (a) {
+        case TSR__ACT_SILU: r = xsig8(v, one); break;
+        case TSR__ACT_QUICK_GELU: r = xsig8(v, _mm256_set1_ps(1.702f)); break;
+        case TSR__ACT_GELU_TANH: {
+            /* 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
+            __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+            __m256 u = _mm256_mul_ps(_mm256_set1_ps(2.0f * 0.7978845608028654f),
+                                     _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, v));
+            __m256 d = _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), u)));
+            r = _mm256_div_ps(v, d);
+            break;
+        }
+        default: {
+            /* erf(z), z = |x| / sqrt 2, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7) */
+            __m256 sign = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u)));
+            __m256 z = _mm256_mul_ps(_mm256_andnot_ps(sign, v), _mm256_set1_ps(0.70710678118654752f));
+            __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), z, one));
+            __m256 y = _mm256_set1_ps(1.061405429f);
+            y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-1.453152027f));
+            y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(1.421413741f));
+            y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-0.284496736f));
+            y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(0.254829592f));
+            y = _mm256_mul_ps(y, t);
+            __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z)));
+            __m256 erf = _mm256_fnmadd_ps(y, e, one);
+            erf = _mm256_or_ps(erf, sign);
+            r = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf));
+            break;
+        }
+        }
+        _mm256_storeu_ps(x + i, r);
+    }
+    for (; i < n; i++) {
+        float v = x[i];
+        switch (a) {
+        case TSR__ACT_SILU: x[i] = v / (1.0f + expf(-v)); break;
+        case TSR__ACT_QUICK_GELU: x[i] = v / (1.0f + expf(-1.702f * v)); break;
+        case TSR__ACT_GELU_TANH:
+            x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+            break;
+        default: x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+        }
+    }
+}
 #endif
+
+static void act_range(tsr__act a, float *x, int64_t n) {
+#ifdef TSR_X86
+    if (has_avx2()) {
+        act_avx2(a, x, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        switch (a) {
+        case TSR__ACT_SILU: x[i] = v / (1.0f + expf(-v)); break;
+        case TSR__ACT_QUICK_GELU: x[i] = v / (1.0f + expf(-1.702f * v)); break;
+        case TSR__ACT_GELU_TANH:
+            x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+            break;
+        default: x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+        }
+    }
+}
+
+typedef struct {
+    tsr__act a;
+    float *x;
+    int64_t n;
+} act_job;
+
+static void act_part(void *arg, int32_t w, int32_t nw) {
+    const act_job *j = arg;
+    int64_t a, b;
+    split(j->n, 64, w, nw, &a, &b);
+    if (b > a) act_range(j->a, j->x + a, b - a);
+}
+
+void tsr__act_apply(tsr__pool *p, tsr__act a, float *x, int64_t n) {
+    act_job j = {a, x, n};
+    if (n < 8192) {
+        act_part(&j, 0, 1);
+        return;
+    }
+    tsr__pool_run(p, act_part, &j);
+}
 
 static void swiglu_range(float *gate, const float *up, int64_t n) {
 #ifdef TSR_X86

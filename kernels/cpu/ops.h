@@ -59,6 +59,17 @@ void tsr__rmsnorm(float *out, const float *x, const float *w, int64_t n, float e
 /* In-place rotate-half RoPE on one head vector x (head_dim) with cos/sin (head_dim/2). */
 void tsr__rope_apply(float *x, const float *cos_, const float *sin_, int32_t head_dim);
 
+typedef enum tsr__act {
+    TSR__ACT_GELU = 0,   /* exact erf GELU (nn.GELU(), "gelu") */
+    TSR__ACT_GELU_TANH,  /* "gelu_pytorch_tanh" / gelu(approximate="tanh") */
+    TSR__ACT_QUICK_GELU, /* x * sigmoid(1.702 x) (CLIP "quick_gelu") */
+    TSR__ACT_SILU        /* x * sigmoid(x) */
+} tsr__act;
+
+/* x (n) = act(x) in place, split over the pool (p may be NULL). AVX2 when the CPU has it
+ * (erf within 2e-7, exp within 2 ulp of libm). */
+void tsr__act_apply(tsr__pool *p, tsr__act a, float *x, int64_t n);
+
 /* gate (n) = silu(gate) * up, elementwise, split over the pool (p may be NULL). */
 void tsr__swiglu(tsr__pool *p, float *gate, const float *up, int64_t n);
 
