@@ -1,0 +1,458 @@
+/* Mistral3 (Mistral-Small-3.1) end to end against transformers
+ * (tests/fixtures/models/mistral3, tools/refgen/gen_model_mistral3.py): for each raw prompt
+ * with [IMG] placeholders, the processor's ids, the projected image features that replace the
+ * [IMG] tokens, the last prefill logits and 32 greedy ids; then checkpoints with a missing or
+ * wrongly shaped encoder tensor, the transformers 5 in-memory tensor names, and processor
+ * outputs whose pixel_values and image_sizes disagree. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define DIR_REL "models/mistral3"
+#define MODEL_REL DIR_REL "/model"
+#define TOL 1e-4
+#define N_GREEDY 32
+#define MAX_MEDIA 8
+
+static tsr_model *g_model;
+static tsr_safetensors *g_expected;
+static cJSON *g_cases;
+static char g_tmp[256];
+static double g_max_embeds, g_max_logits;
+
+static const tsr_tensor *expected(const char *name, const char *what) {
+    char key[160];
+    static tsr_tensor t;
+    tsr_error err = {0};
+    snprintf(key, sizeof key, "%s.%s", name, what);
+    if (tsr_safetensors_get(g_expected, key, &t, &err)) return NULL;
+    return &t;
+}
+
+typedef struct media_set {
+    tsr_media items[MAX_MEDIA];
+    uint8_t *bufs[MAX_MEDIA];
+    size_t n;
+} media_set;
+
+static void media_free(media_set *m) {
+    for (size_t i = 0; i < m->n; i++) free(m->bufs[i]);
+    m->n = 0;
+}
+
+static int media_load(const cJSON *list, media_set *m) {
+    memset(m, 0, sizeof *m);
+    const cJSON *f;
+    cJSON_ArrayForEach(f, list) {
+        char rel[256];
+        if (m->n == MAX_MEDIA || !cJSON_IsString(f)) return -1;
+        snprintf(rel, sizeof rel, "pipeline/media/%s", f->valuestring);
+        size_t len = 0;
+        m->bufs[m->n] = tsr_test_read(tsr_test_fixture(rel), &len);
+        if (!m->bufs[m->n]) return -1;
+        m->items[m->n] = (tsr_media){TSR_MEDIA_IMAGE, m->bufs[m->n], len, NULL, NULL};
+        m->n++;
+    }
+    return 0;
+}
+
+/* The processor output of a fixture case (NULL on failure, recorded). */
+static tsr_tensor_list *run_processor(const tsr_model *model, const cJSON *c) {
+    const char *prompt = cJSON_GetObjectItem(c, "prompt")->valuestring;
+    int add = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_special_tokens"));
+    media_set m;
+    tsr_tensor_list *in = NULL;
+    tsr_error err = {0};
+    CHECK(media_load(cJSON_GetObjectItem(c, "media"), &m) == 0);
+    const tsr_processor *proc = tsr_model_processor(model);
+    CHECK(proc != NULL);
+    if (proc)
+        CHECK_OK(tsr_processor_run_prompt(proc, prompt, add, m.items, m.n, &in, &err), &err);
+    media_free(&m);
+    return in;
+}
+
+static void run_case(const cJSON *c) {
+    const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+    tsr_error err = {0};
+    tsr_tensor_list *in = run_processor(g_model, c);
+    if (!in) return;
+    /* The processor's ids (I64 [1, T]) as transformers gave them (I64 [T]). */
+    const tsr_tensor *ids = tsr_tensor_list_get(in, "input_ids"), *want_ids = expected(name, "input_ids");
+    CHECK(ids && want_ids);
+    if (ids && want_ids) {
+        tsr_tensor flat = *ids;
+        flat.ndim = 1;
+        flat.shape[0] = ids->shape[ids->ndim - 1];
+        flat.strides[0] = 1;
+        tsr_test_compare_tensor(name, "input_ids", &flat, want_ids, 0.0);
+    }
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_threads = 2;
+    sp.n_ctx = 512;
+    tsr_session *s = NULL;
+    tsr_prompt *p = NULL;
+    CHECK_OK(tsr_session_new(g_model, &sp, &s, &err), &err);
+    if (s) CHECK_OK(tsr_prompt_new(g_model, s, in, &p, &err), &err);
+    tsr_tensor_list_free(in);
+    if (!p) {
+        tsr_session_free(s);
+        return;
+    }
+    const tsr_tensor *want_emb = expected(name, "embeds");
+    const tsr_tensor *got_emb = tsr_tensor_list_get(tsr_prompt_tensors(p), "embeds");
+    double d_emb = 0.0;
+    if (want_emb) {
+        d_emb = tsr_test_compare_tensor(name, "embeds", got_emb, want_emb, TOL);
+        if (d_emb > g_max_embeds) g_max_embeds = d_emb;
+    } else {
+        CHECK_MSG(got_emb == NULL, "%s: embeds for a text-only prompt", name);
+    }
+    const tsr_tensor *want_logits = expected(name, "logits");
+    int32_t V = tsr_model_vocab_size(g_model);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    double d_log = INFINITY;
+    if (logits && want_logits) {
+        tsr_status st = tsr_session_decode(s, tsr_prompt_input(p), logits, (size_t)V, &err);
+        CHECK_OK(st, &err);
+        if (!st) {
+            tsr_tensor got;
+            int64_t shp[1] = {V};
+            tsr_tensor_view(&got, TSR_DTYPE_F32, 1, shp, logits, &err);
+            d_log = tsr_test_compare_tensor(name, "logits", &got, want_logits, TOL);
+            if (d_log > g_max_logits) g_max_logits = d_log;
+        }
+    }
+    free(logits);
+    tsr_session_reset(s);
+    tsr_generate_params gp = tsr_generate_params_default();
+    gp.sampling.temperature = 0.0f;
+    gp.max_tokens = N_GREEDY;
+    gp.ignore_eos = 1;
+    tsr_token_ids out = {0};
+    const tsr_tensor *want_greedy = expected(name, "greedy");
+    CHECK_OK(tsr_session_generate(s, tsr_prompt_input(p), &gp, &out, NULL, &err), &err);
+    int same = want_greedy && out.n == N_GREEDY;
+    for (size_t i = 0; same && i < out.n; i++)
+        same = out.ids[i] == ((const int32_t *)want_greedy->data)[i];
+    CHECK_MSG(same, "%s: greedy ids differ (%zu generated)", name, out.n);
+    printf("  %-26s ids %3lld  image rows %3lld  max|d| embeds %.2e  logits %.2e  greedy %s\n",
+           name, (long long)tsr_prompt_input(p)->n_ids,
+           (long long)(got_emb ? got_emb->shape[0] : 0), d_emb, d_log, same ? "same" : "DIFFER");
+    tsr_token_ids_free(&out);
+    tsr_prompt_free(p);
+    tsr_session_free(s);
+}
+
+static void test_cases(void) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g_cases, "cases")) run_case(c);
+    printf("  max abs diff over the cases: embeds %.3e, last logits %.3e (tolerance %.0e)\n",
+           g_max_embeds, g_max_logits, TOL);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Altered checkpoints                                                                  */
+/* ---------------------------------------------------------------------------------- */
+
+static int copy_file(const char *from, const char *to) {
+    size_t len = 0;
+    uint8_t *buf = tsr_test_read(from, &len);
+    if (!buf) return -1;
+    FILE *f = fopen(to, "wb");
+    int ok = f && fwrite(buf, 1, len, f) == len;
+    if (f && fclose(f)) ok = 0;
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+/* A copy of the fixture model in g_tmp/<sub> whose model.safetensors is rewritten by edit
+ * (called per tensor: may rename it, replace it (returning a tensor to write), or drop it by
+ * returning NULL). Returns the directory (static buffer) or NULL. */
+typedef const tsr_tensor *(*edit_fn)(const char *name, const tsr_tensor *t, char *new_name,
+                                     size_t cap, tsr_tensor *scratch);
+
+static const char *altered_model(const char *sub, edit_fn edit) {
+    static char dir[512];
+    static const char *const files[] = {"config.json", "generation_config.json",
+                                        "tokenizer.json", "tokenizer_config.json",
+                                        "special_tokens_map.json", "preprocessor_config.json",
+                                        "processor_config.json"};
+    char src[512], dst[600];
+    snprintf(dir, sizeof dir, "%s/%s", g_tmp, sub);
+    if (mkdir(dir, 0700)) return NULL;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(src, sizeof src, "%s/%s", tsr_test_fixture(MODEL_REL), files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        if (copy_file(src, dst)) return NULL;
+    }
+    snprintf(src, sizeof src, "%s/model.safetensors", tsr_test_fixture(MODEL_REL));
+    tsr_safetensors *st = NULL;
+    tsr_error err = {0};
+    if (tsr_safetensors_open_file(src, &st, &err)) return NULL;
+    int64_t n = tsr_safetensors_count(st), k = 0;
+    char(*names)[160] = calloc((size_t)n, sizeof *names);
+    const char **np = calloc((size_t)n, sizeof *np);
+    tsr_tensor *ts = calloc((size_t)n, sizeof *ts), *scratch = calloc((size_t)n, sizeof *ts);
+    int ok = names && np && ts && scratch;
+    for (int64_t i = 0; ok && i < n; i++) {
+        const char *name = tsr_safetensors_name(st, i);
+        tsr_tensor t;
+        if (tsr_safetensors_get(st, name, &t, &err)) {
+            ok = 0;
+            break;
+        }
+        snprintf(names[k], sizeof names[k], "%s", name);
+        const tsr_tensor *w = edit(name, &t, names[k], sizeof names[k], &scratch[k]);
+        if (!w) continue;
+        ts[k] = *w;
+        np[k] = names[k];
+        k++;
+    }
+    snprintf(dst, sizeof dst, "%s/model.safetensors", dir);
+    if (ok) ok = !tsr_safetensors_write_file(dst, k, np, ts, 0, NULL, NULL, &err);
+    for (int64_t i = 0; scratch && i < n; i++) tsr_tensor_free(&scratch[i]);
+    free(names);
+    free(np);
+    free(ts);
+    free(scratch);
+    tsr_safetensors_close(st);
+    return ok ? dir : NULL;
+}
+
+static void remove_model(const char *dir) {
+    static const char *const files[] = {"config.json", "generation_config.json",
+                                        "tokenizer.json", "tokenizer_config.json",
+                                        "special_tokens_map.json", "preprocessor_config.json",
+                                        "processor_config.json", "model.safetensors"};
+    char p[600];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+#define MISSING "vision_tower.transformer.layers.1.feed_forward.up_proj.weight"
+#define RESHAPED "multi_modal_projector.patch_merger.merging_layer.weight"
+
+static const tsr_tensor *drop_one(const char *name, const tsr_tensor *t, char *nn, size_t cap,
+                                  tsr_tensor *scratch) {
+    (void)nn; (void)cap; (void)scratch;
+    return strcmp(name, MISSING) ? t : NULL;
+}
+
+/* merging_layer [32, 128] -> [32, 64] */
+static const tsr_tensor *reshape_one(const char *name, const tsr_tensor *t, char *nn, size_t cap,
+                                     tsr_tensor *scratch) {
+    (void)nn; (void)cap;
+    if (strcmp(name, RESHAPED)) return t;
+    int64_t shp[2] = {t->shape[0], t->shape[1] / 2};
+    tsr_error err = {0};
+    if (tsr_tensor_alloc(scratch, TSR_DTYPE_F32, 2, shp, &err)) return NULL;
+    return scratch;
+}
+
+/* The names transformers 5 holds in memory: model.vision_tower.*, model.multi_modal_projector.*,
+ * model.language_model.*, lm_head.weight. */
+static const tsr_tensor *in_memory_names(const char *name, const tsr_tensor *t, char *nn,
+                                         size_t cap, tsr_tensor *scratch) {
+    (void)scratch;
+    if (!strncmp(name, "language_model.model.", 21))
+        snprintf(nn, cap, "model.language_model.%s", name + 21);
+    else if (!strcmp(name, "language_model.lm_head.weight"))
+        snprintf(nn, cap, "lm_head.weight");
+    else
+        snprintf(nn, cap, "model.%s", name);
+    return t;
+}
+
+static void test_missing_tensor(void) {
+    const char *dir = altered_model("missing", drop_one);
+    CHECK(dir != NULL);
+    if (!dir) return;
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    tsr_status st = tsr_model_load(dir, NULL, &m, &err);
+    CHECK_MSG(st == TSR_ERR_FORMAT && strstr(err.message, MISSING), "%s: %s",
+              tsr_status_name(st), err.message);
+    CHECK(m == NULL);
+    printf("  missing: %s: %s\n", tsr_status_name(st), err.message);
+    tsr_model_free(m);
+    remove_model(dir);
+}
+
+static void test_reshaped_tensor(void) {
+    const char *dir = altered_model("reshaped", reshape_one);
+    CHECK(dir != NULL);
+    if (!dir) return;
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    tsr_status st = tsr_model_load(dir, NULL, &m, &err);
+    CHECK_MSG(st == TSR_ERR_SHAPE && strstr(err.message, RESHAPED) && strstr(err.message, "64") &&
+                  strstr(err.message, "128"),
+              "%s: %s", tsr_status_name(st), err.message);
+    CHECK(m == NULL);
+    printf("  reshaped: %s: %s\n", tsr_status_name(st), err.message);
+    tsr_model_free(m);
+    remove_model(dir);
+}
+
+/* The transformers 5 names load to the same model: the first image case's features. */
+static void test_in_memory_names(void) {
+    const char *dir = altered_model("in_memory", in_memory_names);
+    CHECK(dir != NULL);
+    if (!dir) return;
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    CHECK_OK(tsr_model_load(dir, NULL, &m, &err), &err);
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(g_cases, "cases"), 0);
+    tsr_tensor_list *in = m ? run_processor(m, c) : NULL;
+    tsr_prompt *p = NULL;
+    if (in) CHECK_OK(tsr_prompt_new(m, NULL, in, &p, &err), &err);
+    if (p) {
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+        double d = tsr_test_compare_tensor(name, "embeds (transformers 5 names)",
+                                           tsr_tensor_list_get(tsr_prompt_tensors(p), "embeds"),
+                                           expected(name, "embeds"), TOL);
+        printf("  transformers 5 names: %s embeds max|d| %.2e\n", name, d);
+    }
+    tsr_prompt_free(p);
+    tsr_tensor_list_free(in);
+    tsr_model_free(m);
+    remove_model(dir);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Processor outputs that disagree                                                      */
+/* ---------------------------------------------------------------------------------- */
+
+/* A deep copy of `in` with image_sizes replaced by `sizes` (n x 2) and, when drop_img > 0,
+ * that many [IMG] ids turned into id 5. */
+static tsr_tensor_list *altered_inputs(const tsr_tensor_list *in, const int64_t *sizes, int64_t n,
+                                       int drop_img) {
+    tsr_tensor_list *out = NULL;
+    tsr_error err = {0};
+    if (tsr_tensor_list_new(&out, &err)) return NULL;
+    for (int64_t i = 0; i < tsr_tensor_list_count(in); i++) {
+        const char *name = tsr_tensor_list_name(in, i);
+        const tsr_tensor *t = tsr_tensor_list_at(in, i);
+        tsr_tensor c;
+        int is_sizes = sizes && !strcmp(name, "image_sizes");
+        int64_t shp[2] = {n, 2};
+        if (tsr_tensor_alloc(&c, t->dtype, is_sizes ? 2 : t->ndim, is_sizes ? shp : t->shape,
+                             &err))
+            goto fail;
+        if (is_sizes)
+            memcpy(c.data, sizes, (size_t)n * 2 * sizeof *sizes);
+        else
+            memcpy(c.data, t->data, tsr_tensor_nbytes(t));
+        if (drop_img && !strcmp(name, "input_ids")) {
+            int64_t *v = c.data;
+            for (int64_t k = 0, left = drop_img; k < tsr_tensor_numel(&c) && left; k++)
+                if (v[k] == 10) {
+                    v[k] = 5;
+                    left--;
+                }
+        }
+        if (tsr_tensor_list_add(out, name, &c, &err)) {
+            tsr_tensor_free(&c);
+            goto fail;
+        }
+    }
+    return out;
+fail:
+    tsr_tensor_list_free(out);
+    return NULL;
+}
+
+static void expect_shape_error(const tsr_tensor_list *in, const char *what, const char *must1,
+                               const char *must2) {
+    tsr_prompt *p = NULL;
+    tsr_error err = {0};
+    tsr_status st = in ? tsr_prompt_new(g_model, NULL, in, &p, &err) : TSR_ERR_OOM;
+    CHECK_MSG(st == TSR_ERR_SHAPE && p == NULL && strstr(err.message, must1) &&
+                  strstr(err.message, must2),
+              "%s: %s: %s", what, tsr_status_name(st), err.message);
+    printf("  %s: %s: %s\n", what, tsr_status_name(st), err.message);
+    tsr_prompt_free(p);
+}
+
+static void test_inconsistent_inputs(void) {
+    /* two_images_mixed: pixel_values [2, 3, 168, 112] (two images padded to the larger). */
+    const cJSON *c = NULL, *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(g_cases, "cases"))
+    if (!strcmp(cJSON_GetObjectItem(it, "name")->valuestring, "two_images_mixed")) c = it;
+    CHECK(c != NULL);
+    tsr_tensor_list *in = c ? run_processor(g_model, c) : NULL;
+    if (!in) return;
+    const tsr_tensor *pv = tsr_tensor_list_get(in, "pixel_values");
+    const tsr_tensor *sz = tsr_tensor_list_get(in, "image_sizes");
+    CHECK(pv && sz && pv->ndim == 4 && sz->ndim == 2 && sz->shape[0] == 2);
+    if (!pv || !sz || pv->ndim != 4 || sz->ndim != 2 || sz->shape[0] != 2) {
+        tsr_tensor_list_free(in);
+        return;
+    }
+    const int64_t *s0 = sz->data;
+    int64_t H = pv->shape[2], W = pv->shape[3];
+    char hw[64];
+    /* an image taller than the padded batch */
+    int64_t tall[4] = {H + 28, s0[1], s0[2], s0[3]};
+    tsr_tensor_list *a = altered_inputs(in, tall, 2, 0);
+    snprintf(hw, sizeof hw, "%lld, %lld", (long long)(H + 28), (long long)s0[1]);
+    expect_shape_error(a, "image_sizes beyond pixel_values", hw, "pixel_values [2, 3");
+    tsr_tensor_list_free(a);
+    /* a wider one */
+    int64_t wide[4] = {s0[0], s0[1], s0[2], W + 1};
+    a = altered_inputs(in, wide, 2, 0);
+    expect_shape_error(a, "image width beyond pixel_values", "image_sizes[1]", "pixel_values");
+    tsr_tensor_list_free(a);
+    /* three sizes for two images */
+    int64_t three[6] = {s0[0], s0[1], s0[2], s0[3], 28, 28};
+    a = altered_inputs(in, three, 3, 0);
+    expect_shape_error(a, "image_sizes rows != images", "image_sizes has shape [3, 2]",
+                       "pixel_values [2, 3");
+    tsr_tensor_list_free(a);
+    /* fewer [IMG] tokens than the encoder's rows */
+    a = altered_inputs(in, NULL, 0, 1);
+    expect_shape_error(a, "[IMG] count != rows", "rows", "tokens");
+    tsr_tensor_list_free(a);
+    tsr_tensor_list_free(in);
+}
+
+int main(void) {
+    tsr_error err = {0};
+    size_t len = 0;
+    char *text = (char *)tsr_test_read(tsr_test_fixture(DIR_REL "/cases.json"), &len);
+    g_cases = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    tsr_status st = tsr_model_load(tsr_test_fixture(MODEL_REL), NULL, &g_model, &err);
+    tsr_status se = tsr_test_open_safetensors(tsr_test_fixture(DIR_REL "/expected.safetensors"),
+                                              &g_expected, &err);
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/tsr_model_mistral3_XXXXXX");
+    if (!g_cases || st || se || !mkdtemp(g_tmp)) {
+        fprintf(stderr, "setup failed (cases %s, model %s, expected %s): %s\n",
+                g_cases ? "ok" : "missing", tsr_status_name(st), tsr_status_name(se),
+                err.message);
+        cJSON_Delete(g_cases);
+        tsr_model_free(g_model);
+        tsr_test_close_safetensors(g_expected);
+        return 1;
+    }
+    tsr_test_run("mistral3_cases", test_cases);
+    tsr_test_run("mistral3_missing_tensor", test_missing_tensor);
+    tsr_test_run("mistral3_reshaped_tensor", test_reshaped_tensor);
+    tsr_test_run("mistral3_transformers5_names", test_in_memory_names);
+    tsr_test_run("mistral3_inconsistent_inputs", test_inconsistent_inputs);
+    rmdir(g_tmp);
+    cJSON_Delete(g_cases);
+    tsr_model_free(g_model);
+    tsr_test_close_safetensors(g_expected);
+    return tsr_test_finish();
+}
