@@ -1,0 +1,495 @@
+/* MLlama (Llama 3.2 Vision) end to end against transformers (fixtures from
+ * tools/refgen/gen_model_mllama.py, tests/fixtures/models/mllama/): tsr_model_load on a tiny
+ * hub-layout checkpoint, the model's processor on a raw prompt and its images, tsr_prompt_new
+ * (tiled vision model, gated global layers, projector), then the decoder's gated
+ * cross-attention layers.
+ *   cross_attention_states   <= 1e-4 abs (text-only prompts: none)
+ *   logits                   last-position prefill logits, <= 1e-4 abs
+ *   greedy                   32 ids, EOS not stopping, identical
+ * The same checkpoint under the names transformers 5 writes (model.vision_model.*, ...)
+ * loads and gives the same numbers. Bad inputs: a checkpoint missing an encoder tensor or
+ * holding one of the wrong shape; pixel_values that disagree with aspect_ratio_ids /
+ * aspect_ratio_mask; ids and mask values out of range. Each fails with its own error. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define N_GREEDY 32
+#define MAX_MEDIA 8
+#define TOL 1e-4
+
+static const char *jstr(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+typedef struct media_set {
+    uint8_t *bytes[MAX_MEDIA];
+    tsr_media items[MAX_MEDIA];
+    size_t n;
+} media_set;
+
+static void free_media(media_set *m) {
+    for (size_t i = 0; i < m->n; i++) free(m->bytes[i]);
+    m->n = 0;
+}
+
+static int load_media(const cJSON *files, media_set *m) {
+    memset(m, 0, sizeof *m);
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files) {
+        if (m->n == MAX_MEDIA || !cJSON_IsString(f)) return 0;
+        char rel[512];
+        snprintf(rel, sizeof rel, "pipeline/media/%s", f->valuestring);
+        size_t len;
+        uint8_t *b = tsr_test_read(tsr_test_fixture(rel), &len);
+        if (!b) return 0;
+        m->bytes[m->n] = b;
+        m->items[m->n] = (tsr_media){.kind = TSR_MEDIA_IMAGE, .data = b, .len = len};
+        m->n++;
+    }
+    return 1;
+}
+
+static int want(const tsr_safetensors *st, const char *cs, const char *what, tsr_tensor *t) {
+    char name[256];
+    tsr_error err = {0};
+    snprintf(name, sizeof name, "%s.%s", cs, what);
+    return tsr_safetensors_get(st, name, t, &err) == TSR_OK;
+}
+
+static cJSON *g_cases;
+static tsr_safetensors *g_exp;
+static char g_tmp[256];
+
+static const cJSON *find_case(const char *name) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g_cases, "cases")) {
+        const char *n = jstr(c, "name");
+        if (n && !strcmp(n, name)) return c;
+    }
+    return NULL;
+}
+
+/* The processor output of a case (NULL on failure, recorded). */
+static tsr_tensor_list *process(tsr_model *model, const cJSON *c) {
+    media_set m;
+    tsr_tensor_list *out = NULL;
+    tsr_error err = {0};
+    if (!load_media(cJSON_GetObjectItem(c, "media"), &m)) {
+        CHECK_MSG(0, "%s: media", jstr(c, "name"));
+        free_media(&m);
+        return NULL;
+    }
+    int add_special = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_special_tokens"));
+    tsr_status st = tsr_processor_run_prompt(tsr_model_processor(model), jstr(c, "prompt"),
+                                             add_special, m.items, m.n, &out, &err);
+    CHECK_MSG(st == TSR_OK, "%s: processor: %s: %s", jstr(c, "name"), tsr_status_name(st),
+              err.message);
+    free_media(&m);
+    return out;
+}
+
+typedef struct maxes {
+    double states, logits;
+} maxes;
+
+static void run_case(const char *label, tsr_model *model, tsr_session *sess, const cJSON *c,
+                     int greedy, maxes *mx) {
+    const char *name = jstr(c, "name");
+    char ctx[160];
+    snprintf(ctx, sizeof ctx, "%s/%s", label, name);
+    tsr_error err = {0};
+    tsr_prompt *prompt = NULL;
+    tsr_token_ids gen = {0};
+    float *logits = NULL;
+    tsr_tensor w;
+    tsr_tensor_list *out = process(model, c);
+    if (!out) return;
+    if (want(g_exp, name, "input_ids", &w))
+        tsr_test_compare_tensor(ctx, "input_ids", tsr_tensor_list_get(out, "input_ids"), &w, 0);
+    tsr_session_reset(sess);
+    tsr_status st = tsr_prompt_new(model, sess, out, &prompt, &err);
+    CHECK_MSG(st == TSR_OK, "%s: tsr_prompt_new: %s: %s", ctx, tsr_status_name(st), err.message);
+    if (st) goto done;
+    const tsr_tensor_list *enc = tsr_prompt_tensors(prompt);
+    double d_cs = 0;
+    if (want(g_exp, name, "cross_attention_states", &w)) {
+        d_cs = tsr_test_compare_tensor(ctx, "cross_attention_states",
+                                       tsr_tensor_list_get(enc, "cross_attention_states"), &w,
+                                       TOL);
+        if (d_cs > mx->states) mx->states = d_cs;
+    } else {
+        CHECK_MSG(!tsr_tensor_list_get(enc, "cross_attention_states"),
+                  "%s: a text-only prompt got cross-attention states", ctx);
+    }
+    const int32_t V = tsr_model_vocab_size(model);
+    logits = malloc((size_t)V * sizeof *logits);
+    CHECK(logits != NULL);
+    if (!logits) goto done;
+    st = tsr_session_decode(sess, tsr_prompt_input(prompt), logits, (size_t)V, &err);
+    CHECK_MSG(st == TSR_OK, "%s: decode: %s: %s", ctx, tsr_status_name(st), err.message);
+    double d_log = INFINITY;
+    if (!st && want(g_exp, name, "logits", &w)) {
+        tsr_tensor got;
+        tsr_tensor_view(&got, TSR_DTYPE_F32, 1, (int64_t[]){V}, logits, &err);
+        d_log = tsr_test_compare_tensor(ctx, "logits", &got, &w, TOL);
+        if (d_log > mx->logits) mx->logits = d_log;
+    }
+    const char *same_txt = "not run";
+    if (greedy) {
+        tsr_session_reset(sess);
+        tsr_generate_params gp = tsr_generate_params_default();
+        gp.sampling.temperature = 0;
+        gp.max_tokens = N_GREEDY;
+        gp.ignore_eos = 1;
+        st = tsr_session_generate(sess, tsr_prompt_input(prompt), &gp, &gen, NULL, &err);
+        CHECK_MSG(st == TSR_OK, "%s: generate: %s: %s", ctx, tsr_status_name(st), err.message);
+        int same = 0;
+        if (!st && want(g_exp, name, "greedy", &w)) {
+            same = gen.n == (size_t)w.shape[0];
+            for (size_t i = 0; same && i < gen.n; i++) same = gen.ids[i] == ((int32_t *)w.data)[i];
+            CHECK_MSG(same, "%s: greedy ids differ (%zu generated)", ctx, gen.n);
+        }
+        same_txt = same ? "identical" : "DIFFERENT";
+    }
+    printf("%s: %lld ids, cross_attention_states max abs diff %.3g, logits max abs diff %.3g, "
+           "greedy %s, encoder %.1f ms\n",
+           ctx, (long long)tsr_prompt_input(prompt)->n_ids, d_cs, d_log, same_txt,
+           tsr_prompt_image_ms(prompt));
+done:
+    free(logits);
+    tsr_token_ids_free(&gen);
+    tsr_prompt_free(prompt);
+    tsr_tensor_list_free(out);
+}
+
+static tsr_model *load_model(const char *dir) {
+    tsr_error err = {0};
+    tsr_model *m = NULL;
+    CHECK_OK(tsr_model_load(dir, NULL, &m, &err), &err);
+    return m;
+}
+
+static tsr_session *new_session(tsr_model *m) {
+    tsr_error err = {0};
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_ctx = 256;
+    sp.n_threads = 2;
+    tsr_session *s = NULL;
+    CHECK_OK(tsr_session_new(m, &sp, &s, &err), &err);
+    return s;
+}
+
+static void test_parity(void) {
+    tsr_model *m = load_model(tsr_test_fixture("models/mllama/model"));
+    tsr_session *s = m ? new_session(m) : NULL;
+    maxes mx = {0, 0};
+    int n = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g_cases, "cases")) {
+        if (!s) break;
+        run_case("mllama", m, s, c, 1, &mx);
+        n++;
+    }
+    CHECK(n >= 6);
+    printf("mllama: %d cases, max abs diff cross_attention_states %.3g, logits %.3g\n", n,
+           mx.states, mx.logits);
+    tsr_session_free(s);
+    tsr_model_free(m);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Rewritten checkpoints in a temporary model directory                                 */
+/* ---------------------------------------------------------------------------------- */
+
+static int copy_file(const char *from, const char *to) {
+    size_t len;
+    uint8_t *b = tsr_test_read(from, &len);
+    if (!b) return 0;
+    FILE *f = fopen(to, "wb");
+    int ok = f && fwrite(b, 1, len, f) == len;
+    if (f && fclose(f)) ok = 0;
+    free(b);
+    return ok;
+}
+
+static const char *const SIDE_FILES[] = {"config.json", "generation_config.json",
+                                         "tokenizer.json", "tokenizer_config.json",
+                                         "preprocessor_config.json"};
+
+/* rename(name) -> new name (static buffer) or NULL to drop; reshape(name, shape) may change a
+ * tensor's leading dim (the data is cut or padded with zeros). Writes dir/model.safetensors. */
+typedef const char *(*rename_fn)(const char *name);
+typedef int (*reshape_fn)(const char *name, int64_t *shape, int32_t ndim);
+
+static int write_variant(const char *dir, rename_fn ren, reshape_fn resh) {
+    char from[1024], to[1024];
+    for (size_t i = 0; i < sizeof SIDE_FILES / sizeof SIDE_FILES[0]; i++) {
+        snprintf(from, sizeof from, "%s/%s", tsr_test_fixture("models/mllama/model"),
+                 SIDE_FILES[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, SIDE_FILES[i]);
+        if (!copy_file(from, to)) return 0;
+    }
+    tsr_error err = {0};
+    tsr_safetensors *st = NULL;
+    snprintf(from, sizeof from, "%s/model.safetensors", tsr_test_fixture("models/mllama/model"));
+    if (tsr_safetensors_open_file(from, &st, &err)) return 0;
+    int64_t n = tsr_safetensors_count(st), k = 0;
+    char **names = calloc((size_t)n, sizeof *names);
+    tsr_tensor *ts = calloc((size_t)n, sizeof *ts);
+    int ok = names && ts;
+    for (int64_t i = 0; ok && i < n; i++) {
+        const char *name = tsr_safetensors_name(st, i);
+        const char *nn = ren ? ren(name) : name;
+        if (!nn) continue;
+        tsr_tensor t;
+        if (tsr_safetensors_get(st, name, &t, &err)) {
+            ok = 0;
+            break;
+        }
+        int64_t shape[TSR_MAX_DIMS];
+        memcpy(shape, t.shape, sizeof shape);
+        if (resh && resh(name, shape, t.ndim)) {
+            if (tsr_tensor_alloc(&ts[k], t.dtype, t.ndim, shape, &err)) {
+                ok = 0;
+                break;
+            }
+            size_t a = tsr_tensor_nbytes(&ts[k]), b = tsr_tensor_nbytes(&t);
+            memcpy(ts[k].data, t.data, a < b ? a : b);
+        } else {
+            ts[k] = t;
+            ts[k].owner = 0;
+        }
+        names[k] = strdup(nn);
+        ok = names[k] != NULL;
+        k++;
+    }
+    snprintf(to, sizeof to, "%s/model.safetensors", dir);
+    if (ok)
+        ok = tsr_safetensors_write_file(to, k, (const char *const *)names, ts, 0, NULL, NULL,
+                                        &err) == TSR_OK;
+    for (int64_t i = 0; names && ts && i < k; i++) {
+        free(names[i]);
+        tsr_tensor_free(&ts[i]);
+    }
+    free(names);
+    free(ts);
+    tsr_safetensors_close(st);
+    return ok;
+}
+
+static void remove_variant(const char *dir) {
+    char p[1024];
+    for (size_t i = 0; i < sizeof SIDE_FILES / sizeof SIDE_FILES[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, SIDE_FILES[i]);
+        unlink(p);
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+/* transformers 5 names: model.vision_model.*, model.multi_modal_projector.*,
+ * model.language_model.*, lm_head.weight */
+static const char *rename_t5(const char *name) {
+    static char buf[512];
+    static const char *const map[][2] = {
+        {"vision_model.", "model.vision_model."},
+        {"multi_modal_projector.", "model.multi_modal_projector."},
+        {"language_model.model.", "model.language_model."},
+        {"language_model.lm_head.", "lm_head."},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        size_t n = strlen(map[i][0]);
+        if (!strncmp(name, map[i][0], n)) {
+            snprintf(buf, sizeof buf, "%s%s", map[i][1], name + n);
+            return buf;
+        }
+    }
+    return name;
+}
+
+static void test_transformers5_names(void) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/t5", g_tmp);
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK(write_variant(dir, rename_t5, NULL));
+    tsr_model *m = load_model(dir);
+    tsr_session *s = m ? new_session(m) : NULL;
+    maxes mx = {0, 0};
+    const cJSON *c = find_case("two_images");
+    CHECK(c != NULL);
+    if (s && c) run_case("mllama-t5-names", m, s, c, 0, &mx);
+    tsr_session_free(s);
+    tsr_model_free(m);
+    remove_variant(dir);
+}
+
+static const char *drop_name;
+static const char *rename_drop(const char *name) { return strcmp(name, drop_name) ? name : NULL; }
+static const char *reshape_name;
+static int reshape_one(const char *name, int64_t *shape, int32_t ndim) {
+    (void)ndim;
+    if (strcmp(name, reshape_name)) return 0;
+    shape[0] -= 1;
+    return 1;
+}
+
+static void expect_load_error(const char *what, rename_fn ren, reshape_fn resh,
+                              tsr_status code, const char *must_name) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/bad", g_tmp);
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK(write_variant(dir, ren, resh));
+    tsr_error err = {0};
+    tsr_model *m = NULL;
+    tsr_status st = tsr_model_load(dir, NULL, &m, &err);
+    CHECK_MSG(st == code && !m, "%s: got %s (%s), expected %s", what, tsr_status_name(st),
+              err.message, tsr_status_name(code));
+    CHECK_MSG(strstr(err.message, must_name) != NULL, "%s: message \"%s\" does not name %s",
+              what, err.message, must_name);
+    printf("%s: %s: %s\n", what, tsr_status_name(st), err.message);
+    tsr_model_free(m);
+    remove_variant(dir);
+}
+
+static void test_bad_checkpoint(void) {
+    drop_name = "vision_model.global_transformer.layers.1.gate_ffn";
+    expect_load_error("missing tensor", rename_drop, NULL, TSR_ERR_FORMAT, drop_name);
+    drop_name = "multi_modal_projector.bias";
+    expect_load_error("missing projector bias", rename_drop, NULL, TSR_ERR_FORMAT, drop_name);
+    reshape_name = "vision_model.gated_positional_embedding.embedding";
+    expect_load_error("wrong shape", NULL, reshape_one, TSR_ERR_SHAPE, reshape_name);
+    reshape_name = "vision_model.transformer.layers.2.mlp.fc1.weight";
+    expect_load_error("wrong shape fc1", NULL, reshape_one, TSR_ERR_SHAPE, reshape_name);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Bad processor outputs                                                                */
+/* ---------------------------------------------------------------------------------- */
+
+/* A copy of src with `name` replaced by a tensor of dtype / shape (values copied as far as
+ * they go, then 0); shape NULL drops it. fill >= 0 sets every I64 value to fill. */
+static tsr_tensor_list *variant(const tsr_tensor_list *src, const char *name, int32_t ndim,
+                                const int64_t *shape, int64_t fill) {
+    tsr_error err = {0};
+    tsr_tensor_list *out = NULL;
+    if (tsr_tensor_list_new(&out, &err)) return NULL;
+    for (int64_t i = 0; i < tsr_tensor_list_count(src); i++) {
+        const char *n = tsr_tensor_list_name(src, i);
+        const tsr_tensor *t = tsr_tensor_list_at(src, i);
+        int repl = !strcmp(n, name);
+        if (repl && !shape) continue;
+        tsr_tensor c;
+        if (tsr_tensor_alloc(&c, t->dtype, repl ? ndim : t->ndim, repl ? shape : t->shape,
+                             &err)) {
+            tsr_tensor_list_free(out);
+            return NULL;
+        }
+        size_t a = tsr_tensor_nbytes(&c), b = tsr_tensor_nbytes(t);
+        memcpy(c.data, t->data, a < b ? a : b);
+        if (repl && fill >= 0 && c.dtype == TSR_DTYPE_I64)
+            for (int64_t k = 0; k < tsr_tensor_numel(&c); k++) ((int64_t *)c.data)[k] = fill;
+        if (tsr_tensor_list_add(out, n, &c, &err)) {
+            tsr_tensor_free(&c);
+            tsr_tensor_list_free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static void expect_prompt_error(tsr_model *m, const char *what, tsr_tensor_list *in,
+                                tsr_status code, const char *n1, const char *n2) {
+    CHECK_MSG(in != NULL, "%s: could not build the input", what);
+    if (!in) return;
+    tsr_error err = {0};
+    tsr_prompt *p = NULL;
+    tsr_status st = tsr_prompt_new(m, NULL, in, &p, &err);
+    CHECK_MSG(st == code && !p, "%s: got %s (%s), expected %s", what, tsr_status_name(st),
+              err.message, tsr_status_name(code));
+    CHECK_MSG(strstr(err.message, n1) && (!n2 || strstr(err.message, n2)),
+              "%s: message \"%s\" does not name %s%s%s", what, err.message, n1, n2 ? " and " : "",
+              n2 ? n2 : "");
+    printf("%s: %s: %s\n", what, tsr_status_name(st), err.message);
+    tsr_prompt_free(p);
+    tsr_tensor_list_free(in);
+}
+
+static void test_bad_inputs(void) {
+    tsr_model *m = load_model(tsr_test_fixture("models/mllama/model"));
+    const cJSON *c = find_case("one_image");
+    tsr_tensor_list *in = m && c ? process(m, c) : NULL;
+    if (!in) {
+        tsr_model_free(m);
+        return;
+    }
+    const tsr_tensor *pv = tsr_tensor_list_get(in, "pixel_values");
+    CHECK(pv && pv->ndim == 6);
+    if (pv && pv->ndim == 6) {
+        int64_t s[6];
+        memcpy(s, pv->shape, sizeof s);
+        expect_prompt_error(m, "aspect_ratio_ids for two images",
+                            variant(in, "aspect_ratio_ids", 2, (int64_t[]){1, 2}, -1),
+                            TSR_ERR_SHAPE, "aspect_ratio_ids", "pixel_values");
+        expect_prompt_error(m, "aspect_ratio_mask of 3 tiles",
+                            variant(in, "aspect_ratio_mask", 3, (int64_t[]){1, 1, 3}, -1),
+                            TSR_ERR_SHAPE, "aspect_ratio_mask", "pixel_values");
+        expect_prompt_error(m, "aspect_ratio_mask 2-D",
+                            variant(in, "aspect_ratio_mask", 2, (int64_t[]){1, 4}, -1),
+                            TSR_ERR_SHAPE, "aspect_ratio_mask", "pixel_values");
+        int64_t s2[6] = {s[0], s[1], s[2] - 1, s[3], s[4], s[5]};
+        expect_prompt_error(m, "pixel_values of 3 tiles", variant(in, "pixel_values", 6, s2, -1),
+                            TSR_ERR_SHAPE, "pixel_values", NULL);
+        int64_t s3[6] = {s[0], s[1], s[2], s[3], s[4] + 14, s[5] + 14};
+        expect_prompt_error(m, "pixel_values of larger tiles",
+                            variant(in, "pixel_values", 6, s3, -1), TSR_ERR_SHAPE,
+                            "pixel_values", NULL);
+        int64_t s4[6] = {s[0], 2, s[2], s[3], s[4], s[5]};
+        expect_prompt_error(m, "pixel_values of two images",
+                            variant(in, "pixel_values", 6, s4, -1), TSR_ERR_SHAPE,
+                            "aspect_ratio_ids", "pixel_values");
+    }
+    expect_prompt_error(m, "aspect_ratio_ids missing",
+                        variant(in, "aspect_ratio_ids", 0, NULL, -1), TSR_ERR_FORMAT,
+                        "aspect_ratio_ids", NULL);
+    expect_prompt_error(m, "aspect_ratio_id out of range",
+                        variant(in, "aspect_ratio_ids", 2, (int64_t[]){1, 1}, 99),
+                        TSR_ERR_INVALID_ARG, "aspect_ratio_ids", NULL);
+    expect_prompt_error(m, "aspect_ratio_mask value 2",
+                        variant(in, "aspect_ratio_mask", 3, (int64_t[]){1, 1, 4}, 2),
+                        TSR_ERR_INVALID_ARG, "aspect_ratio_mask", NULL);
+    tsr_tensor_list_free(in);
+    tsr_model_free(m);
+}
+
+int main(void) {
+    size_t len;
+    char *text = (char *)tsr_test_read(tsr_test_fixture("models/mllama/cases.json"), &len);
+    g_cases = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    tsr_error err = {0};
+    if (!g_cases ||
+        tsr_test_open_safetensors(tsr_test_fixture("models/mllama/expected.safetensors"), &g_exp,
+                                  &err)) {
+        fprintf(stderr, "mllama fixtures missing: %s\n", err.message);
+        cJSON_Delete(g_cases);
+        return 1;
+    }
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/tsr_model_mllama_XXXXXX");
+    if (!mkdtemp(g_tmp)) return 1;
+    tsr_test_run("parity", test_parity);
+    tsr_test_run("transformers5_names", test_transformers5_names);
+    tsr_test_run("bad_checkpoint", test_bad_checkpoint);
+    tsr_test_run("bad_inputs", test_bad_inputs);
+    rmdir(g_tmp);
+    tsr_test_close_safetensors(g_exp);
+    cJSON_Delete(g_cases);
+    return tsr_test_finish();
+}
