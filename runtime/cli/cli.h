@@ -13,6 +13,7 @@ int tsr_cli_tokenize(int argc, char **argv);
 int tsr_cli_detokenize(int argc, char **argv);
 int tsr_cli_preprocess(int argc, char **argv);
 int tsr_cli_run(int argc, char **argv);
+int tsr_cli_chat(int argc, char **argv);
 
 /* Reads a whole file (at most max_bytes; 0 = no limit) into a malloc'd buffer. */
 tsr_status tsr_cli_read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
@@ -20,5 +21,26 @@ tsr_status tsr_cli_read_file(const char *path, uint64_t max_bytes, uint8_t **dat
 
 /* Prints j unformatted on one line and deletes it. */
 void tsr_cli_print_json_line(cJSON *j);
+
+/* Generation flags shared by run and chat: --temp, --top-p, --top-k, --min-p,
+ * --repeat-penalty, --seed, --max-tokens, --threads, --ctx. At argv[*i]: returns 1 and
+ * advances *i past the value when it took the flag, 0 when argv[*i] is not one of them,
+ * -1 when the value is missing or invalid. */
+int tsr_cli_gen_flag(int argc, char **argv, int *i, tsr_generate_params *gp,
+                     tsr_session_params *sp);
+/* Usage lines of those flags. */
+extern const char tsr_cli_gen_flags_usage[];
+
+/* Reads a media file given with --image / --audio (or /image, /audio in chat) for model:
+ * INVALID_ARG when its bytes are of the other kind or the model takes no such media (usage
+ * errors, exit code 2), otherwise the read / header errors. *data is freed with free(). */
+tsr_status tsr_cli_read_media(const tsr_model *model, const char *path, tsr_media_kind kind,
+                              uint8_t **data, size_t *len, tsr_error *err);
+
+/* Exit code of a failed call: 2 for INVALID_ARG (a usage error), else 1. */
+int tsr_cli_exit_code(tsr_status st);
+
+/* "eos", "stop", "length", "cancelled" or "none". */
+const char *tsr_cli_stop_name(tsr_stop_reason r);
 
 #endif

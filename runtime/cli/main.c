@@ -17,9 +17,12 @@ static void usage(FILE *f) {
             "  preprocess --model DIR [--image F]... [--audio F]... (-p TEXT | --messages F)\n"
             "             [--no-template] --out OUT.safetensors\n"
             "                                      the processor's tensors, as transformers\n"
-            "  run --model DIR -p TEXT [--temp T] [--top-p P] [--top-k K] [--seed S]\n"
-            "      [--max-tokens N] [--threads N] [--json]\n"
-            "                                      generate text (text-only checkpoints)\n"
+            "  run --model DIR [--image F]... [--audio F]... -p TEXT [--system TEXT]\n"
+            "      [--temp T] [--top-p P] [--top-k K] [--seed S] [--max-tokens N]\n"
+            "      [--threads N] [--json]\n"
+            "                                      one user turn, the reply streamed\n"
+            "  chat --model DIR [sampling flags as run] [--verbose]\n"
+            "                                      a conversation on stdin / stdout\n"
             "\n"
             "exit codes: 0 success, 1 runtime failure, 2 usage error\n");
 }
@@ -38,6 +41,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "detokenize")) return tsr_cli_detokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "preprocess")) return tsr_cli_preprocess(argc - 1, argv + 1);
     if (!strcmp(argv[1], "run")) return tsr_cli_run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "chat")) return tsr_cli_chat(argc - 1, argv + 1);
     fprintf(stderr, "tessera: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

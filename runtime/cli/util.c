@@ -56,3 +56,137 @@ void tsr_cli_print_json_line(cJSON *j) {
     cJSON_free(s);
     cJSON_Delete(j);
 }
+
+static int parse_num(const char *s, double lo, double hi, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || *end || end == s || !(v >= lo && v <= hi)) return 0;
+    *out = v;
+    return 1;
+}
+
+const char tsr_cli_gen_flags_usage[] =
+    "  --temp T         sampling temperature (default 1); 0 is greedy\n"
+    "  --top-p P, --top-k K, --min-p P, --repeat-penalty R, --seed S\n"
+    "                   the other sampling settings (transformers' generate() order)\n"
+    "  --max-tokens N   at most N generated tokens (default 256)\n"
+    "  --threads N      worker threads (default: online CPUs, at most 16)\n"
+    "  --ctx N          KV cache positions (default: min(max_position_embeddings, 4096))\n";
+
+int tsr_cli_gen_flag(int argc, char **argv, int *i, tsr_generate_params *gp,
+                     tsr_session_params *sp) {
+    const char *a = argv[*i];
+    static const char *const names[] = {"--temp", "--top-p", "--top-k", "--min-p",
+                                        "--repeat-penalty", "--seed", "--max-tokens",
+                                        "--threads", "--ctx"};
+    int which = -1;
+    for (int k = 0; k < (int)(sizeof names / sizeof names[0]); k++)
+        if (!strcmp(a, names[k])) which = k;
+    if (which < 0) return 0;
+    if (*i + 1 >= argc) return -1;
+    const char *s = argv[*i + 1];
+    double v;
+    switch (which) {
+    case 0:
+        if (!parse_num(s, 0, 1e6, &v)) return -1;
+        gp->sampling.temperature = (float)v;
+        break;
+    case 1:
+        if (!parse_num(s, 0, 1, &v)) return -1;
+        gp->sampling.top_p = (float)v;
+        break;
+    case 2:
+        if (!parse_num(s, 0, 1e9, &v) || v != (int32_t)v) return -1;
+        gp->sampling.top_k = (int32_t)v;
+        break;
+    case 3:
+        if (!parse_num(s, 0, 1, &v)) return -1;
+        gp->sampling.min_p = (float)v;
+        break;
+    case 4:
+        if (!parse_num(s, 1e-3, 1e3, &v)) return -1;
+        gp->sampling.repetition_penalty = (float)v;
+        break;
+    case 5:
+        if (!parse_num(s, 0, 1.8e19, &v)) return -1;
+        gp->sampling.seed = (uint64_t)v;
+        break;
+    case 6:
+        if (!parse_num(s, 0, 1e9, &v) || v != (int64_t)v) return -1;
+        gp->max_tokens = (int64_t)v;
+        break;
+    case 7:
+        if (!parse_num(s, 0, 1024, &v) || v != (int32_t)v) return -1;
+        sp->n_threads = (int32_t)v;
+        break;
+    default:
+        if (!parse_num(s, 0, 1e9, &v) || v != (int64_t)v) return -1;
+        sp->n_ctx = (int64_t)v;
+        break;
+    }
+    (*i)++;
+    return 1;
+}
+
+static const char *kind_word(tsr_media_kind k) {
+    return k == TSR_MEDIA_IMAGE ? "image" : k == TSR_MEDIA_AUDIO ? "audio" : "unknown";
+}
+
+tsr_status tsr_cli_read_media(const tsr_model *model, const char *path, tsr_media_kind kind,
+                              uint8_t **data, size_t *len, tsr_error *err) {
+    *data = NULL;
+    *len = 0;
+    if (!(tsr_model_media_kinds(model) & (1u << kind))) {
+        err->status = TSR_ERR_INVALID_ARG;
+        snprintf(err->message, sizeof err->message, "the %s model takes no %s input",
+                 tsr_model_type(model), kind_word(kind));
+        return TSR_ERR_INVALID_ARG;
+    }
+    tsr_limits lim = tsr_limits_default();
+    tsr_status st = tsr_cli_read_file(path, lim.max_encoded_bytes, data, len, err);
+    if (st) return st;
+    tsr_media_kind got = tsr_media_sniff(*data, *len);
+    if (got != TSR_MEDIA_UNKNOWN && got != kind) {
+        free(*data);
+        *data = NULL;
+        *len = 0;
+        err->status = TSR_ERR_INVALID_ARG;
+        snprintf(err->message, sizeof err->message, "the file holds %s, given as %s",
+                 kind_word(got), kind_word(kind));
+        return TSR_ERR_INVALID_ARG;
+    }
+    /* Decoded once here so that a broken file is reported under its name. */
+    if (kind == TSR_MEDIA_IMAGE) {
+        tsr_image img = {0};
+        st = tsr_image_decode(*data, *len, NULL, &img, NULL, err);
+        tsr_image_free(&img);
+    } else {
+        tsr_audio_decode_params ap = tsr_audio_decode_params_default();
+        ap.sample_rate = 0; /* the file's rate: no resampling needed to check it */
+        tsr_audio au = {0};
+        st = tsr_audio_decode(*data, *len, &ap, &au, NULL, err);
+        tsr_audio_free(&au);
+    }
+    if (st) {
+        free(*data);
+        *data = NULL;
+        *len = 0;
+    }
+    return st;
+}
+
+int tsr_cli_exit_code(tsr_status st) {
+    return st == TSR_OK ? 0 : st == TSR_ERR_INVALID_ARG ? 2 : 1;
+}
+
+const char *tsr_cli_stop_name(tsr_stop_reason r) {
+    switch (r) {
+    case TSR_STOP_EOS: return "eos";
+    case TSR_STOP_STRING: return "stop";
+    case TSR_STOP_LENGTH: return "length";
+    case TSR_STOP_CANCELLED: return "cancelled";
+    case TSR_STOP_NONE: break;
+    }
+    return "none";
+}
