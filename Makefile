@@ -27,8 +27,15 @@ test-asan: deps
 
 test: test-release test-asan
 
+# The sample media, then the tiny random-weight Qwen2-VL model in assets/ describing the image
+# (streamed, then once more as JSON with token counts and timings). Its weights are random:
+# the text is arbitrary; the demo shows the whole path runs.
+DEMO_RUN = ./$(BUILD)/tessera run --model assets/qwen2-vl-tiny --image assets/sample.jpg \
+	-p "Describe this image." --max-tokens 16
 demo: build
-	./$(BUILD)/tessera info assets/*
+	./$(BUILD)/tessera info assets/sample.*
+	$(DEMO_RUN)
+	$(DEMO_RUN) --json
 
 # Longer fuzzing: make fuzz FUZZER=fuzz_image SECONDS=600
 FUZZER  ?= fuzz_image

@@ -104,10 +104,11 @@ int tsr_cli_chat(int argc, char **argv) {
     int verbose = 0;
     tsr_generate_params gp = tsr_generate_params_default();
     tsr_session_params sp = tsr_session_params_default();
+    unsigned set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
-        int g = tsr_cli_gen_flag(argc, argv, &i, &gp, &sp);
+        int g = tsr_cli_gen_flag(argc, argv, &i, &gp, &sp, &set);
         if (g == 1) continue;
         if (g == 0 && !strcmp(a, "--model") && has) model_dir = argv[++i];
         else if (g == 0 && !strcmp(a, "--system") && has) system = argv[++i];
@@ -137,6 +138,7 @@ int tsr_cli_chat(int argc, char **argv) {
         tsr_model_free(model);
         return 1;
     }
+    tsr_cli_model_sampling(model, &gp.sampling, set);
     gp.on_token = on_token;
     int tty = isatty(0) && isatty(1);
     int code = 0;

@@ -25,9 +25,12 @@ void tsr_cli_print_json_line(cJSON *j);
 /* Generation flags shared by run and chat: --temp, --top-p, --top-k, --min-p,
  * --repeat-penalty, --seed, --max-tokens, --threads, --ctx. At argv[*i]: returns 1 and
  * advances *i past the value when it took the flag, 0 when argv[*i] is not one of them,
- * -1 when the value is missing or invalid. */
+ * -1 when the value is missing or invalid. *set collects the sampling settings given. */
 int tsr_cli_gen_flag(int argc, char **argv, int *i, tsr_generate_params *gp,
-                     tsr_session_params *sp);
+                     tsr_session_params *sp, unsigned *set);
+/* The model's sampling defaults (generation_config.json, as generate() applies them) for
+ * every setting the command line did not give. */
+void tsr_cli_model_sampling(const tsr_model *model, tsr_sampling_params *sp, unsigned set);
 /* Usage lines of those flags. */
 extern const char tsr_cli_gen_flags_usage[];
 

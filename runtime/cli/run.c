@@ -169,10 +169,11 @@ int tsr_cli_run(int argc, char **argv) {
     int json = 0, no_template = 0;
     tsr_generate_params gp = tsr_generate_params_default();
     tsr_session_params sp = tsr_session_params_default();
+    unsigned set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
-        int g = tsr_cli_gen_flag(argc, argv, &i, &gp, &sp);
+        int g = tsr_cli_gen_flag(argc, argv, &i, &gp, &sp, &set);
         if (g == 1) continue;
         if (g == 0 && !strcmp(a, "--model") && has) model_dir = argv[++i];
         else if (g == 0 && !strcmp(a, "-p") && has) text = argv[++i];
@@ -214,6 +215,7 @@ int tsr_cli_run(int argc, char **argv) {
     int code = 0;
     int chat = 0;
     tsr_status st = tsr_model_load(model_dir, NULL, &model, &err);
+    if (!st) tsr_cli_model_sampling(model, &gp.sampling, set);
     /* Images first, then audio, as the user message lists them. */
     for (size_t i = 0; !st && i < n_images + n_audios; i++) {
         const char *path = i < n_images ? images[i] : audios[i - n_images];

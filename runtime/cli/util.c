@@ -67,15 +67,17 @@ static int parse_num(const char *s, double lo, double hi, double *out) {
 }
 
 const char tsr_cli_gen_flags_usage[] =
-    "  --temp T         sampling temperature (default 1); 0 is greedy\n"
+    "  --temp T         sampling temperature; 0 is greedy\n"
     "  --top-p P, --top-k K, --min-p P, --repeat-penalty R, --seed S\n"
-    "                   the other sampling settings (transformers' generate() order)\n"
+    "                   the other sampling settings (transformers' generate() order); those\n"
+    "                   not given come from the model's generation_config.json as generate()\n"
+    "                   applies it (greedy unless it sets do_sample)\n"
     "  --max-tokens N   at most N generated tokens (default 256)\n"
     "  --threads N      worker threads (default: online CPUs, at most 16)\n"
     "  --ctx N          KV cache positions (default: min(max_position_embeddings, 4096))\n";
 
 int tsr_cli_gen_flag(int argc, char **argv, int *i, tsr_generate_params *gp,
-                     tsr_session_params *sp) {
+                     tsr_session_params *sp, unsigned *set) {
     const char *a = argv[*i];
     static const char *const names[] = {"--temp", "--top-p", "--top-k", "--min-p",
                                         "--repeat-penalty", "--seed", "--max-tokens",
@@ -125,8 +127,18 @@ int tsr_cli_gen_flag(int argc, char **argv, int *i, tsr_generate_params *gp,
         sp->n_ctx = (int64_t)v;
         break;
     }
+    if (which < 5) *set |= 1u << which;
     (*i)++;
     return 1;
+}
+
+void tsr_cli_model_sampling(const tsr_model *model, tsr_sampling_params *sp, unsigned set) {
+    tsr_sampling_params d = tsr_model_sampling_defaults(model);
+    if (!(set & 1u)) sp->temperature = d.temperature;
+    if (!(set & 2u)) sp->top_p = d.top_p;
+    if (!(set & 4u)) sp->top_k = d.top_k;
+    if (!(set & 8u)) sp->min_p = d.min_p;
+    if (!(set & 16u)) sp->repetition_penalty = d.repetition_penalty;
 }
 
 static const char *kind_word(tsr_media_kind k) {
