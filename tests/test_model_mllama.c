@@ -7,7 +7,8 @@
  *   logits                   last-position prefill logits, <= 1e-4 abs
  *   greedy                   32 ids, EOS not stopping, identical
  * The same checkpoint under the names transformers 5 writes (model.vision_model.*, ...)
- * loads and gives the same numbers. Bad inputs: a checkpoint missing an encoder tensor or
+ * loads and gives the same numbers. An image slot whose tiles are all masked gives the
+ * reference's equal attention weights. Bad inputs: a checkpoint missing an encoder tensor or
  * holding one of the wrong shape; pixel_values that disagree with aspect_ratio_ids /
  * aspect_ratio_mask; ids and mask values out of range. Each fails with its own error. */
 #include <cjson/cJSON.h>
@@ -469,6 +470,34 @@ static void test_bad_inputs(void) {
     tsr_model_free(m);
 }
 
+/* A padded image slot (aspect ratio id 0, every tile masked): every row is masked, so the
+ * reference gives every key the same weight. */
+static void test_masked_tiles(void) {
+    tsr_model *m = load_model(tsr_test_fixture("models/mllama/model"));
+    tsr_tensor_list *in = m ? process(m, find_case("one_image")) : NULL;
+    tsr_tensor_list *a = in ? variant(in, "aspect_ratio_ids", 2, (int64_t[]){1, 1}, 0) : NULL;
+    tsr_tensor_list *b = a ? variant(a, "aspect_ratio_mask", 3, (int64_t[]){1, 1, 4}, 0) : NULL;
+    tsr_error err = {0};
+    tsr_prompt *p = NULL;
+    tsr_tensor w;
+    CHECK(b != NULL);
+    if (b) CHECK_OK(tsr_prompt_new(m, NULL, b, &p, &err), &err);
+    if (p && want(g_exp, "masked_tiles", "cross_attention_states", &w)) {
+        double d = tsr_test_compare_tensor("mllama/masked_tiles", "cross_attention_states",
+                                           tsr_tensor_list_get(tsr_prompt_tensors(p),
+                                                               "cross_attention_states"),
+                                           &w, TOL);
+        printf("mllama/masked_tiles: cross_attention_states max abs diff %.3g\n", d);
+    } else {
+        CHECK(0);
+    }
+    tsr_prompt_free(p);
+    tsr_tensor_list_free(b);
+    tsr_tensor_list_free(a);
+    tsr_tensor_list_free(in);
+    tsr_model_free(m);
+}
+
 int main(void) {
     size_t len;
     char *text = (char *)tsr_test_read(tsr_test_fixture("models/mllama/cases.json"), &len);
@@ -485,6 +514,7 @@ int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/tsr_model_mllama_XXXXXX");
     if (!mkdtemp(g_tmp)) return 1;
     tsr_test_run("parity", test_parity);
+    tsr_test_run("masked_tiles", test_masked_tiles);
     tsr_test_run("transformers5_names", test_transformers5_names);
     tsr_test_run("bad_checkpoint", test_bad_checkpoint);
     tsr_test_run("bad_inputs", test_bad_inputs);

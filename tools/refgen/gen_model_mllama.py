@@ -18,6 +18,8 @@ tests/fixtures/models/mllama/
     greedy                   I32 [32]      greedy ids: argmax of each step's logits, EOS not
                              special (generation goes on past it), each step fed the mask's
                              last row as generate() extends it
+  and masked_tiles.cross_attention_states: the one_image pixels with aspect_ratio_ids 0 and
+  every tile masked (a padded image slot of a batch).
 
 Vision tower: hidden 32, 4 heads, 3 local layers (intermediate layers 0 and 2 collected), 2
 gated global layers, image_size 28 / patch 7 (16 patches + class = 17, padded to 24),
@@ -171,6 +173,17 @@ def main():
         cases.append({"name": name, "prompt": prompt, "add_special_tokens": add_special,
                       "media": media})
         print("mllama %-14s ids %3d images %d greedy %s" % (name, ids.shape[1], len(pil), greedy[:8]))
+    # Every tile masked (a padded image slot of a batch: aspect ratio id 0, mask 0): every
+    # row is masked, so every score gets finfo.min and attention weights are equal.
+    pil = [Image.open(os.path.join(MEDIA, "rgb_97x61.png"))]
+    inp = proc(text=IM + "x", images=[pil], return_tensors="pt")
+    with torch.no_grad():
+        h = model.model.vision_model(pixel_values=inp["pixel_values"],
+                                     aspect_ratio_ids=torch.zeros_like(inp["aspect_ratio_ids"]),
+                                     aspect_ratio_mask=torch.zeros_like(inp["aspect_ratio_mask"]))
+        h = h.last_hidden_state
+        states = model.model.multi_modal_projector(h).reshape(-1, h.shape[-2], cfg.text_config.hidden_size)
+    tensors["masked_tiles.cross_attention_states"] = states.float().contiguous()
     path = os.path.join(OUT, "expected.safetensors")
     save_file(tensors, path)
     with open(path, "rb") as f:

@@ -317,21 +317,11 @@ __attribute__((target("avx2,fma"))) static float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* softmax of x (n) + add (n, or NULL) in place. */
-__attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, const float *add,
-                                                             int64_t n) {
+/* softmax of x (n) in place. */
+__attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int64_t n) {
     int64_t i = 0;
     __m256 mv = _mm256_set1_ps(-INFINITY);
-    if (add) {
-        for (; i + 8 <= n; i += 8) {
-            __m256 v = _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(add + i));
-            _mm256_storeu_ps(x + i, v);
-            mv = _mm256_max_ps(mv, v);
-        }
-        for (; i < n; i++) x[i] += add[i];
-    } else {
-        for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
-    }
+    for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
     float m = hmax8(mv);
     for (int64_t j = i; j < n; j++) m = x[j] > m ? x[j] : m;
     __m256 mb = _mm256_set1_ps(m), sv = _mm256_setzero_ps();
@@ -352,18 +342,15 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, const flo
 }
 #endif
 
-static void softmax_row(float *x, const float *add, int64_t n) {
+static void softmax_row(float *x, int64_t n) {
 #ifdef ML_X86
     if (has_avx2()) {
-        softmax_avx2(x, add, n);
+        softmax_avx2(x, n);
         return;
     }
 #endif
     float m = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        if (add) x[i] += add[i];
-        m = x[i] > m ? x[i] : m;
-    }
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
     float s = 0;
     for (int64_t i = 0; i < n; i++) {
         x[i] = expf(x[i] - m);
@@ -412,47 +399,47 @@ static void act_part(void *arg, int32_t w, int32_t nw) {
     if (b > a) tsr__act_run(j->a, j->x + a, b - a);
 }
 
-/* Multi-head attention of one image's sequence with the aspect-ratio mask. */
+/* Multi-head attention of one image's sequence with the aspect-ratio mask, the rows in
+ * valid-first order: rows [0, n_valid) are valid and attend to every key; the others attend
+ * to the valid keys only (exp(finfo.min - max) is 0 in f32), or to every key with equal
+ * weight when there is none (all scores finfo.min). Work items: (head, block of up to
+ * ML_QBLOCK rows that does not straddle n_valid). */
 typedef struct attn_job {
     const float *q, *k, *v; /* (T, D) each */
     float *out;             /* (T, D) */
-    int64_t T, D;
+    int64_t T, D, n_valid;
     int32_t heads, head_dim;
     float scale;
-    const uint8_t *row_valid; /* (T) */
-    const float *key_add;     /* (T): 0 for valid keys, -inf for the others; NULL: none valid */
-    float *scores;            /* (n_workers, ML_QBLOCK, T) */
-    int64_t n_blocks;
+    float *scores; /* (n_workers, ML_QBLOCK, T) */
+    int64_t n_vblocks, n_blocks;
     atomic_llong next;
 } attn_job;
 
 static void attn_part(void *arg, int32_t w, int32_t nw) {
     attn_job *j = arg;
     (void)nw;
-    const int64_t T = j->T, D = j->D;
+    const int64_t T = j->T, D = j->D, V = j->n_valid;
     float *S = j->scores + (size_t)w * ML_QBLOCK * (size_t)T;
     for (;;) {
         long long item = atomic_fetch_add(&j->next, 1);
         if (item >= j->n_blocks * j->heads) break;
-        const int64_t h = item / j->n_blocks, r0 = (item % j->n_blocks) * ML_QBLOCK;
-        const int64_t rows = T - r0 < ML_QBLOCK ? T - r0 : ML_QBLOCK;
+        const int64_t h = item / j->n_blocks, b = item % j->n_blocks;
+        const int64_t r0 = b < j->n_vblocks ? b * ML_QBLOCK : V + (b - j->n_vblocks) * ML_QBLOCK;
+        const int64_t end = b < j->n_vblocks ? V : T;
+        const int64_t rows = end - r0 < ML_QBLOCK ? end - r0 : ML_QBLOCK;
+        const int uniform = r0 >= V && V == 0;
+        const int64_t nk = r0 < V || uniform ? T : V; /* keys these rows see */
         const int64_t c = h * j->head_dim;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)T,
-                    j->head_dim, j->scale, j->q + r0 * D + c, (blasint)D, j->k + c, (blasint)D,
-                    0.0f, S, (blasint)T);
-        for (int64_t r = 0; r < rows; r++) {
-            float *s = S + r * T;
-            if (j->row_valid[r0 + r]) {
-                softmax_row(s, NULL, T);
-            } else if (j->key_add) {
-                softmax_row(s, j->key_add, T);
-            } else { /* every score is finfo.min: equal weights */
-                for (int64_t i = 0; i < T; i++) s[i] = 0.0f;
-                softmax_row(s, NULL, T);
-            }
+        if (uniform) {
+            for (int64_t i = 0; i < rows * T; i++) S[i] = 1.0f / (float)T;
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)nk,
+                        j->head_dim, j->scale, j->q + r0 * D + c, (blasint)D, j->k + c,
+                        (blasint)D, 0.0f, S, (blasint)nk);
+            for (int64_t r = 0; r < rows; r++) softmax_row(S + r * nk, nk);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, j->head_dim,
-                    (blasint)T, 1.0f, S, (blasint)T, j->v + c, (blasint)D, 0.0f,
+                    (blasint)nk, 1.0f, S, (blasint)nk, j->v + c, (blasint)D, 0.0f,
                     j->out + r0 * D + c, (blasint)D);
     }
 }
@@ -461,17 +448,17 @@ static void attn_part(void *arg, int32_t w, int32_t nw) {
 /* Forward                                                                              */
 /* ---------------------------------------------------------------------------------- */
 
-/* Scratch of one image's forward, sized for T = max_tiles * tile_len rows. */
+/* Scratch of one image's forward, sized for T = max_tiles * tile_len rows. The rows are
+ * kept valid-first (attn_job): slot[t * tile_len + i] is where row i of tile t sits. */
 typedef struct ml_run {
     float *x;      /* (T, D) hidden states */
     float *h;      /* (T, D) normed */
     float *q, *k, *v, *a; /* (T, D) */
     float *f;      /* (T, inter) */
-    float *cat;    /* (T, out_dim): final state, then intermediates interleaved */
+    float *cat;    /* (max_tiles * n_patches, out_dim): final, then intermediates interleaved */
     float *col;    /* (max_tiles * grid^2, channels * patch^2) */
     float *scores; /* (n_workers, ML_QBLOCK, T) */
-    uint8_t *row_valid; /* (T) */
-    float *key_add;     /* (T) */
+    int64_t *slot; /* (T) */
 } ml_run;
 
 static void run_free(ml_run *r) {
@@ -485,17 +472,16 @@ static void run_free(ml_run *r) {
     tsr__free(r->cat);
     tsr__free(r->col);
     tsr__free(r->scores);
-    tsr__free(r->row_valid);
-    tsr__free(r->key_add);
+    tsr__free(r->slot);
 }
 
-static float *alloc_f(size_t a, size_t b, int *ok) {
+static void *alloc_n(size_t a, size_t b, size_t elem, int *ok) {
     size_t n;
-    if (!tsr__mul3_size(a, b, sizeof(float), &n)) {
+    if (!tsr__mul3_size(a, b, elem, &n)) {
         *ok = 0;
         return NULL;
     }
-    float *p = tsr__malloc(n ? n : 1);
+    void *p = tsr__malloc(n ? n : 1);
     if (!p) *ok = 0;
     return p;
 }
@@ -503,21 +489,20 @@ static float *alloc_f(size_t a, size_t b, int *ok) {
 static tsr_status run_alloc(const ml_enc *e, int32_t n_workers, ml_run *r, tsr_error *err) {
     memset(r, 0, sizeof *r);
     const size_t T = (size_t)e->max_tiles * (size_t)e->tile_len, D = (size_t)e->dim;
-    const size_t kp = (size_t)e->channels * e->patch * e->patch;
+    const size_t kp = (size_t)e->channels * e->patch * e->patch, F = sizeof(float);
     int ok = 1;
-    r->x = alloc_f(T, D, &ok);
-    r->h = alloc_f(T, D, &ok);
-    r->q = alloc_f(T, D, &ok);
-    r->k = alloc_f(T, D, &ok);
-    r->v = alloc_f(T, D, &ok);
-    r->a = alloc_f(T, D, &ok);
-    r->f = alloc_f(T, (size_t)e->inter, &ok);
-    r->cat = alloc_f(T, (size_t)e->out_dim, &ok);
-    r->col = alloc_f((size_t)e->max_tiles * (size_t)e->grid * (size_t)e->grid, kp, &ok);
-    r->scores = alloc_f((size_t)n_workers * ML_QBLOCK, T, &ok);
-    r->row_valid = tsr__malloc(T);
-    r->key_add = alloc_f(T, 1, &ok);
-    if (!ok || !r->row_valid) {
+    r->x = alloc_n(T, D, F, &ok);
+    r->h = alloc_n(T, D, F, &ok);
+    r->q = alloc_n(T, D, F, &ok);
+    r->k = alloc_n(T, D, F, &ok);
+    r->v = alloc_n(T, D, F, &ok);
+    r->a = alloc_n(T, D, F, &ok);
+    r->f = alloc_n(T, (size_t)e->inter, F, &ok);
+    r->cat = alloc_n((size_t)e->max_tiles * (size_t)e->n_patches, (size_t)e->out_dim, F, &ok);
+    r->col = alloc_n((size_t)e->max_tiles * (size_t)e->grid * (size_t)e->grid, kp, F, &ok);
+    r->scores = alloc_n((size_t)n_workers * ML_QBLOCK, T, F, &ok);
+    r->slot = alloc_n(T, 1, sizeof *r->slot, &ok);
+    if (!ok) {
         run_free(r);
         return TSR_FAIL(err, TSR_ERR_OOM, "mllama vision scratch for %zu rows of %zu", T, D);
     }
@@ -528,49 +513,48 @@ static void matmul(tsr__pool *p, float *out, const float *x, const tsr__linear *
     tsr__matmul_wt(p, out, x, l->w, l->b, T, l->n_in, l->n_out);
 }
 
-static tsr_status layer_run(const ml_enc *e, tsr__pool *p, const ml_layer *l, ml_run *r,
-                            int64_t T, int any_valid, tsr_error *err) {
+/* x += g * y (g == 1: a plain add, as the ungated layers do it). */
+static void add_scaled(float *x, const float *y, float g, size_t n) {
+    if (g == 1.0f) {
+        tsr__add_inplace(x, y, (int64_t)n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) x[i] += g * y[i];
+}
+
+static void layer_run(const ml_enc *e, tsr__pool *p, const ml_layer *l, ml_run *r, int64_t T,
+                      int64_t n_valid) {
     const int64_t D = e->dim;
-    const int32_t nw = p ? tsr__pool_size(p) : 1;
-    (void)err;
     norm_rows(p, &l->ln1, r->h, r->x, T);
     matmul(p, r->q, r->h, &l->q, T);
     matmul(p, r->k, r->h, &l->k, T);
     matmul(p, r->v, r->h, &l->v, T);
+    const int64_t nvb = (n_valid + ML_QBLOCK - 1) / ML_QBLOCK;
     attn_job aj = {.q = r->q, .k = r->k, .v = r->v, .out = r->a, .T = T, .D = D,
-                   .heads = e->heads, .head_dim = e->head_dim,
-                   .scale = 1.0f / sqrtf((float)e->head_dim), .row_valid = r->row_valid,
-                   .key_add = any_valid ? r->key_add : NULL, .scores = r->scores,
-                   .n_blocks = (T + ML_QBLOCK - 1) / ML_QBLOCK};
+                   .n_valid = n_valid, .heads = e->heads, .head_dim = e->head_dim,
+                   .scale = 1.0f / sqrtf((float)e->head_dim), .scores = r->scores,
+                   .n_vblocks = nvb,
+                   .n_blocks = nvb + (T - n_valid + ML_QBLOCK - 1) / ML_QBLOCK};
     atomic_init(&aj.next, 0);
-    (void)nw;
     tsr__pool_run(p, attn_part, &aj);
     matmul(p, r->h, r->a, &l->o, T);
     const size_t n = (size_t)T * (size_t)D;
-    if (l->gate_attn != 1.0f)
-        for (size_t i = 0; i < n; i++) r->x[i] += l->gate_attn * r->h[i];
-    else
-        tsr__add_inplace(r->x, r->h, (int64_t)n);
+    add_scaled(r->x, r->h, l->gate_attn, n);
     norm_rows(p, &l->ln2, r->h, r->x, T);
     matmul(p, r->f, r->h, &l->fc1, T);
     act_job ajb = {e->act, r->f, T * e->inter};
     tsr__pool_run(p, act_part, &ajb);
     matmul(p, r->h, r->f, &l->fc2, T);
-    if (l->gate_ffn != 1.0f)
-        for (size_t i = 0; i < n; i++) r->x[i] += l->gate_ffn * r->h[i];
-    else
-        tsr__add_inplace(r->x, r->h, (int64_t)n);
-    return TSR_OK;
+    add_scaled(r->x, r->h, l->gate_ffn, n);
 }
 
 /* One image: pixels (max_tiles, C, S, S), its aspect ratio id and tile mask; out
- * (max_tiles, n_patches, text_dim). */
-static tsr_status image_run(const ml_enc *e, tsr__pool *p, ml_run *r, const float *pixels,
-                            int64_t ar_id, const int64_t *tile_mask, float *out, tsr_error *err) {
+ * (max_tiles * n_patches, text_dim). */
+static void image_run(const ml_enc *e, tsr__pool *p, ml_run *r, const float *pixels,
+                      int64_t ar_id, const int64_t *tile_mask, float *out) {
     const int64_t D = e->dim, NT = e->max_tiles, L = e->tile_len, NP = e->n_patches;
     const int64_t G = e->grid, P = e->patch, C = e->channels, S = e->image_size;
-    const int64_t kp = C * P * P, T = NT * L, np = G * G;
-    tsr_status st;
+    const int64_t kp = C * P * P, T = NT * L, np = G * G, OD = e->out_dim;
     /* im2col: row (tile, py, px), column (c, ky, kx) as the conv kernel is laid out */
     for (int64_t t = 0; t < NT; t++)
         for (int64_t py = 0; py < G; py++)
@@ -583,14 +567,12 @@ static tsr_status image_run(const ml_enc *e, tsr__pool *p, ml_run *r, const floa
                                (size_t)P * sizeof(float));
             }
     tsr__matmul_wt(p, r->h, r->col, e->patch_w, NULL, NT * np, kp, D);
-    /* embeddings, tile by tile, into x with tile stride L; padding rows 0 */
+    /* embeddings (tile, position) into q, then layernorm_pre */
     const float *pre = e->pre_tile + ar_id * NT * D;
     const float *tpos = e->tile_pos + ar_id * NT * NP * D;
-    memset(r->x, 0, (size_t)T * (size_t)D * sizeof(float));
-    for (int64_t t = 0; t < NT; t++) {
-        float *xt = r->x + t * L * D;
+    for (int64_t t = 0; t < NT; t++)
         for (int64_t i = 0; i < NP; i++) {
-            float *row = xt + i * D;
+            float *row = r->q + (t * NP + i) * D;
             const float *tp = tpos + (t * NP + i) * D, *ps = e->pos + i * D;
             for (int64_t d = 0; d < D; d++) {
                 float v = i == 0 ? e->cls[d]
@@ -599,43 +581,48 @@ static tsr_status image_run(const ml_enc *e, tsr__pool *p, ml_run *r, const floa
                 row[d] = v + e->pos_gate * tp[d];
             }
         }
-        tsr__norm_run(&e->ln_pre, xt, xt, NP);
-    }
-    /* the aspect-ratio mask */
-    int any_valid = 0;
+    norm_rows(p, &e->ln_pre, r->q, r->q, NT * NP);
+    /* valid-first order; padding rows (zeros) last with the masked tiles */
+    int64_t n_valid = 0, k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int64_t t = 0; t < NT; t++)
+            for (int64_t i = 0; i < L; i++) {
+                /* no padding row at all: the reference's [-0:] slice masks every row */
+                int valid = tile_mask[t] == 1 && i < NP && L > NP;
+                if (valid == (pass == 0)) r->slot[t * L + i] = k++;
+                if (valid && pass == 0) n_valid++;
+            }
+    memset(r->x, 0, (size_t)T * (size_t)D * sizeof(float));
     for (int64_t t = 0; t < NT; t++)
-        for (int64_t i = 0; i < L; i++) {
-            int valid = tile_mask[t] == 1 && i < NP && L > NP;
-            r->row_valid[t * L + i] = (uint8_t)valid;
-            r->key_add[t * L + i] = valid ? 0.0f : -INFINITY;
-            any_valid |= valid;
-        }
-    const int64_t OD = e->out_dim;
+        for (int64_t i = 0; i < NP; i++)
+            memcpy(r->x + r->slot[t * L + i] * D, r->q + (t * NP + i) * D,
+                   (size_t)D * sizeof(float));
     for (int32_t li = 0; li < e->n_local; li++) {
-        if ((st = layer_run(e, p, &e->layers[li], r, T, any_valid, err))) return st;
+        layer_run(e, p, &e->layers[li], r, T, n_valid);
         for (int32_t j = 0; j < e->n_inter; j++) {
             if (e->inter_idx[j] != li) continue;
-            for (int64_t row = 0; row < T; row++) {
-                float *dst = r->cat + row * OD + D + j;
-                const float *src = r->x + row * D;
-                for (int64_t d = 0; d < D; d++) dst[d * e->n_inter] = src[d];
-            }
+            for (int64_t t = 0; t < NT; t++)
+                for (int64_t i = 0; i < NP; i++) {
+                    float *dst = r->cat + (t * NP + i) * OD + D + j;
+                    const float *src = r->x + r->slot[t * L + i] * D;
+                    for (int64_t d = 0; d < D; d++) dst[d * e->n_inter] = src[d];
+                }
         }
     }
     norm_rows(p, &e->ln_post, r->x, r->x, T);
     const float *post = e->post_tile + ar_id * NT * D;
     for (int64_t t = 0; t < NT; t++)
         for (int64_t i = 0; i < L; i++) {
-            float *row = r->x + (t * L + i) * D;
+            float *row = r->x + r->slot[t * L + i] * D;
             for (int64_t d = 0; d < D; d++) row[d] += post[t * D + d] * e->post_gate;
         }
     for (int32_t li = 0; li < e->n_global; li++)
-        if ((st = layer_run(e, p, &e->layers[e->n_local + li], r, T, any_valid, err))) return st;
-    for (int64_t row = 0; row < T; row++)
-        memcpy(r->cat + row * OD, r->x + row * D, (size_t)D * sizeof(float));
+        layer_run(e, p, &e->layers[e->n_local + li], r, T, n_valid);
     for (int64_t t = 0; t < NT; t++)
-        matmul(p, out + t * NP * e->text_dim, r->cat + t * L * OD, &e->proj, NP);
-    return TSR_OK;
+        for (int64_t i = 0; i < NP; i++)
+            memcpy(r->cat + (t * NP + i) * OD, r->x + r->slot[t * L + i] * D,
+                   (size_t)D * sizeof(float));
+    matmul(p, out, r->cat, &e->proj, NT * NP);
 }
 
 /* "[a, b, c]" of a tensor's shape into buf. */
@@ -717,11 +704,11 @@ static tsr_status mllama_encode(const void *enc, tsr__pool *pool, const tsr_tens
     }
     const size_t per_image = (size_t)NT * (size_t)e->channels * (size_t)S * (size_t)S;
     const size_t per_out = (size_t)NT * (size_t)e->n_patches * (size_t)e->text_dim;
-    for (int64_t i = 0; i < n_img && !st; i++)
-        st = image_run(e, pool, &r, (const float *)pv->data + (size_t)i * per_image, idv[i],
-                       mv + i * NT, (float *)cs.data + (size_t)i * per_out, err);
+    for (int64_t i = 0; i < n_img; i++)
+        image_run(e, pool, &r, (const float *)pv->data + (size_t)i * per_image, idv[i],
+                  mv + i * NT, (float *)cs.data + (size_t)i * per_out);
     run_free(&r);
-    if (!st) st = tsr_tensor_list_add(out, "cross_attention_states", &cs, err);
+    st = tsr_tensor_list_add(out, "cross_attention_states", &cs, err);
     if (st) {
         tsr_tensor_free(&cs);
         return st;
