@@ -1,9 +1,10 @@
 /* Mistral3 (Mistral-Small-3.1) end to end against transformers
  * (tests/fixtures/models/mistral3, tools/refgen/gen_model_mistral3.py): for each raw prompt
  * with [IMG] placeholders, the processor's ids, the projected image features that replace the
- * [IMG] tokens, the last prefill logits and 32 greedy ids; then checkpoints with a missing or
- * wrongly shaped encoder tensor, the transformers 5 in-memory tensor names, and processor
- * outputs whose pixel_values and image_sizes disagree. */
+ * [IMG] tokens, the last prefill logits and 32 greedy ids; the checkpoint stored in bf16 (as
+ * released); then checkpoints with a missing or wrongly shaped encoder tensor, the
+ * transformers 5 in-memory tensor names, and processor outputs whose pixel_values and
+ * image_sizes disagree. */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -304,6 +305,62 @@ static void test_reshaped_tensor(void) {
     remove_model(dir);
 }
 
+/* Every tensor rounded to bf16 (to nearest even, as torch's .to(torch.bfloat16)). */
+static const tsr_tensor *to_bf16(const char *name, const tsr_tensor *t, char *nn, size_t cap,
+                                 tsr_tensor *scratch) {
+    (void)name; (void)nn; (void)cap;
+    tsr_error err = {0};
+    if (t->dtype != TSR_DTYPE_F32 || tsr_tensor_alloc(scratch, TSR_DTYPE_BF16, t->ndim, t->shape,
+                                                      &err))
+        return NULL;
+    const uint32_t *src = t->data;
+    uint16_t *dst = scratch->data;
+    for (int64_t i = 0; i < tsr_tensor_numel(t); i++) {
+        uint32_t u = src[i];
+        dst[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+    return scratch;
+}
+
+/* The processor output of the named case (NULL on failure, recorded). */
+static tsr_tensor_list *case_inputs(const tsr_model *m, const char *name) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g_cases, "cases"))
+    if (!strcmp(cJSON_GetObjectItem(c, "name")->valuestring, name)) return run_processor(m, c);
+    CHECK_MSG(0, "no case %s", name);
+    return NULL;
+}
+
+/* The bf16 checkpoint: weight matrices used as stored (widened in the kernels). */
+static void test_bf16(void) {
+    const cJSON *bc = cJSON_GetObjectItem(g_cases, "bf16_case");
+    const char *dir = altered_model("bf16", to_bf16);
+    CHECK(dir != NULL && cJSON_IsString(bc));
+    if (!dir || !cJSON_IsString(bc)) return;
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    CHECK_OK(tsr_model_load(dir, NULL, &m, &err), &err);
+    tsr_tensor_list *in = m ? case_inputs(m, bc->valuestring) : NULL;
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_threads = 2;
+    sp.n_ctx = 64;
+    tsr_session *s = NULL;
+    tsr_prompt *p = NULL;
+    if (in) CHECK_OK(tsr_session_new(m, &sp, &s, &err), &err);
+    if (s) CHECK_OK(tsr_prompt_new(m, s, in, &p, &err), &err);
+    if (p) {
+        double d = tsr_test_compare_tensor("bf16", "embeds",
+                                           tsr_tensor_list_get(tsr_prompt_tensors(p), "embeds"),
+                                           expected("bf16", "embeds"), TOL);
+        printf("  bf16 checkpoint: %s embeds max|d| %.2e\n", bc->valuestring, d);
+    }
+    tsr_prompt_free(p);
+    tsr_session_free(s);
+    tsr_tensor_list_free(in);
+    tsr_model_free(m);
+    remove_model(dir);
+}
+
 /* The transformers 5 names load to the same model: the first image case's features. */
 static void test_in_memory_names(void) {
     const char *dir = altered_model("in_memory", in_memory_names);
@@ -385,12 +442,8 @@ static void expect_shape_error(const tsr_tensor_list *in, const char *what, cons
 }
 
 static void test_inconsistent_inputs(void) {
-    /* two_images_mixed: pixel_values [2, 3, 168, 112] (two images padded to the larger). */
-    const cJSON *c = NULL, *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(g_cases, "cases"))
-    if (!strcmp(cJSON_GetObjectItem(it, "name")->valuestring, "two_images_mixed")) c = it;
-    CHECK(c != NULL);
-    tsr_tensor_list *in = c ? run_processor(g_model, c) : NULL;
+    /* two images padded to the larger: pixel_values [2, 3, 168, 140] */
+    tsr_tensor_list *in = case_inputs(g_model, "two_images_mixed");
     if (!in) return;
     const tsr_tensor *pv = tsr_tensor_list_get(in, "pixel_values");
     const tsr_tensor *sz = tsr_tensor_list_get(in, "image_sizes");
@@ -446,6 +499,7 @@ int main(void) {
         return 1;
     }
     tsr_test_run("mistral3_cases", test_cases);
+    tsr_test_run("mistral3_bf16_checkpoint", test_bf16);
     tsr_test_run("mistral3_missing_tensor", test_missing_tensor);
     tsr_test_run("mistral3_reshaped_tensor", test_reshaped_tensor);
     tsr_test_run("mistral3_transformers5_names", test_in_memory_names);

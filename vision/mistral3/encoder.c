@@ -35,7 +35,7 @@ typedef struct m3_enc {
     int32_t n_layers, n_run; /* layers in the checkpoint; layers the feature layer needs */
     int64_t image_token;
     tsr__act act, proj_act;
-    tsr__wmat patch_conv; /* (dim, channels * patch * patch) */
+    tsr__linear patch_conv; /* (dim, channels * patch * patch), no bias */
     tsr__norm ln_pre;
     m3_layer *layers;     /* (n_layers) */
     float *inv_freq;      /* (head_dim / 2): the row frequencies, then the column ones */
@@ -183,7 +183,7 @@ static tsr_status load(const tsr__model_configs *cfg, tsr__weights *w, int32_t t
         float f = 1.0f / powf((float)theta, (float)(2 * i) / (float)hd);
         e->inv_freq[(i % 2) * q4 + i / 2] = f;
     }
-    if ((st = tsr__weights_mat(w, "vision_tower.patch_conv.weight", D, K, &e->patch_conv, err)) ||
+    if ((st = tsr__linear_load(w, "vision_tower.patch_conv", K, D, 0, &e->patch_conv, err)) ||
         (st = tsr__norm_load(w, "vision_tower.ln_pre", TSR__RMSNORM, D, 1e-5f, &e->ln_pre, err)))
         goto fail;
     for (int32_t i = 0; i < e->n_layers; i++) {
@@ -522,7 +522,7 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
 
     patch_job pj = {e, pv->data, pv->shape[2], pv->shape[3], im, n_images, patches, T};
     tsr__pool_run(pool, patch_part, &pj);
-    tsr__matmul_wt(pool, x, patches, e->patch_conv, NULL, T, K, D);
+    tsr__linear_run(pool, &e->patch_conv, x, patches, T);
     norm_rows(pool, &e->ln_pre, x, T);
     rope_job rj = {e, im, n_images, T, cos_, sin_};
     tsr__pool_run(pool, rope_part, &rj);
