@@ -5,8 +5,10 @@
  * kind, undecodable media, context overflow, allocation failures) is a typed error that leaves
  * the conversation as it was. */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "tessera_internal.h"
@@ -366,6 +368,129 @@ static void test_alloc_failpoints(void) {
     tsr_chat_free(c);
 }
 
+/* MLlama keeps the cross-attention states of the conversation's images in the session: a turn
+ * without new images extends the KV cache, a turn with a new image starts it afresh. Either
+ * way each reply equals a fresh chat fed the whole conversation. The tiny MLlama checkpoint of
+ * the model tests gets a short Llama-style chat template of our own (in a temporary copy). */
+static const char MLLAMA_TEMPLATE[] =
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}{{ '<|image|>' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{{ '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% endif %}";
+
+typedef struct turn_spec {
+    const char *image; /* fixture path or NULL */
+    const char *text;
+    int64_t max_tokens;
+} turn_spec;
+
+static tsr_status add_turn(tsr_chat *c, const turn_spec *t, tsr_error *err) {
+    if (!t->image) {
+        tsr_chat_message m = {"user", t->text, NULL, 0};
+        return tsr_chat_add(c, &m, NULL, 0, err);
+    }
+    size_t len = 0;
+    uint8_t *png = tsr_test_read(tsr_test_fixture(t->image), &len);
+    tsr_chat_part parts[] = {{TSR_CHAT_PART_IMAGE, NULL, NULL}, {TSR_CHAT_PART_TEXT, t->text, NULL}};
+    tsr_chat_message m = {"user", NULL, parts, 2};
+    tsr_media media = {TSR_MEDIA_IMAGE, png, len, NULL, NULL};
+    tsr_status st = png ? tsr_chat_add(c, &m, &media, 1, err) : TSR_ERR_IO;
+    free(png);
+    return st;
+}
+
+static void test_mllama_cross_states(void) {
+    char dir[] = "/tmp/tsr_chat_mllama_XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(0);
+        return;
+    }
+    char src[1024], path[2048];
+    snprintf(src, sizeof src, "%s", tsr_test_fixture("models/mllama/model"));
+    DIR *d = opendir(src);
+    CHECK(d != NULL);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char from[2048];
+        snprintf(from, sizeof from, "%s/%s", src, e->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        CHECK(symlink(from, path) == 0);
+    }
+    if (d) closedir(d);
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(MLLAMA_TEMPLATE, f);
+        fclose(f);
+    }
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    CHECK_OK(tsr_model_load(dir, NULL, &m, &err), &err);
+    /* An empty reply on turn 2 (max_tokens 0) leaves exactly its prompt in the cache, so that
+     * turn 3 extends a cache that holds cross states. */
+    static const turn_spec turns[] = {
+        {NULL, "Hello there.", 4},
+        {"pipeline/media/rgb_97x61.png", "Describe this image.", 0},
+        {NULL, "And the colours?", 4},
+        {"pipeline/media/large_160x120.png", "Compare it with this one.", 4},
+    };
+    const size_t n_turns = sizeof turns / sizeof turns[0];
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_threads = 2;
+    tsr_chat *c = NULL;
+    if (m) CHECK_OK(tsr_chat_new(m, &sp, &c, &err), &err);
+    char *replies[4] = {0};
+    for (size_t k = 0; c && k < n_turns; k++) {
+        tsr_generate_params gp = greedy(turns[k].max_tokens);
+        tsr_token_ids ids = {0}, want = {0};
+        tsr_usage u, uf;
+        CHECK_OK(add_turn(c, &turns[k], &err), &err);
+        CHECK_OK(tsr_chat_generate(c, &gp, &replies[k], &ids, &u, &err), &err);
+        /* The same conversation in a fresh chat. */
+        tsr_chat *fresh = NULL;
+        CHECK_OK(tsr_chat_new(m, &sp, &fresh, &err), &err);
+        for (size_t i = 0; fresh && i <= k; i++) {
+            CHECK_OK(add_turn(fresh, &turns[i], &err), &err);
+            if (i < k) {
+                tsr_chat_message a = {"assistant", replies[i] ? replies[i] : "", NULL, 0};
+                CHECK_OK(tsr_chat_add(fresh, &a, NULL, 0, &err), &err);
+            }
+        }
+        if (fresh) CHECK_OK(tsr_chat_generate(fresh, &gp, NULL, &want, &uf, &err), &err);
+        int same = want.n == ids.n && (!ids.n || !memcmp(want.ids, ids.ids, ids.n * 4));
+        CHECK_MSG(same, "turn %zu: the reply differs from a fresh chat", k + 1);
+        if (!same) {
+            print_ids("kept", &ids);
+            print_ids("fresh", &want);
+        }
+        printf("  mllama turn %zu: %lld prompt tokens, %lld cached\n", k + 1,
+               (long long)u.prompt_tokens, (long long)u.cached_tokens);
+        /* A turn that brings an image restarts the cache (the cross states change). */
+        if (turns[k].image) CHECK(u.cached_tokens == 0 && u.image_ms > 0);
+        if (k == 2) CHECK(u.cached_tokens > 0);
+        tsr_token_ids_free(&ids);
+        tsr_token_ids_free(&want);
+        tsr_chat_free(fresh);
+    }
+    for (size_t k = 0; k < n_turns; k++) tsr_chat_string_free(replies[k]);
+    tsr_chat_free(c);
+    tsr_model_free(m);
+    d = opendir(dir);
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d) closedir(d);
+    rmdir(dir);
+}
+
 int main(void) {
     tsr_error err = {0};
     size_t len = 0;
@@ -384,6 +509,7 @@ int main(void) {
     tsr_test_run("image_turns_match_transformers", test_image_turns_match_transformers);
     tsr_test_run("add_errors", test_add_errors);
     tsr_test_run("context_overflow", test_context_overflow);
+    tsr_test_run("mllama_cross_states", test_mllama_cross_states);
     tsr_test_run("alloc_failpoints", test_alloc_failpoints);
     tsr_model_free(g_model);
     cJSON_Delete(g_ref);
