@@ -182,6 +182,18 @@ static void two_turns(const char *first, int expect_cached) {
     CHECK_OK(tsr_chat_generate(c, &gp, NULL, &again, &us2, &err), &err);
     CHECK(us2.cached_tokens == 0 && again.n == ids1.n &&
           !memcmp(again.ids, ids1.ids, ids1.n * sizeof *ids1.ids));
+    /* With a repetition penalty (over every prompt id in generate()) nothing is reused. */
+    if (expect_cached) {
+        tsr_chat_reset(c);
+        tsr_generate_params rp = gp;
+        rp.sampling.repetition_penalty = 1.3f;
+        CHECK_OK(tsr_chat_add(c, &sys, NULL, 0, &err), &err);
+        CHECK_OK(tsr_chat_add(c, &u1, NULL, 0, &err), &err);
+        CHECK_OK(tsr_chat_generate(c, &rp, NULL, NULL, &us1, &err), &err);
+        CHECK_OK(tsr_chat_add(c, &u2, NULL, 0, &err), &err);
+        CHECK_OK(tsr_chat_generate(c, &rp, NULL, NULL, &us2, &err), &err);
+        CHECK(us2.cached_tokens == 0);
+    }
     tsr_chat_string_free(r1);
     tsr_token_ids_free(&ids1);
     tsr_token_ids_free(&ids2);

@@ -157,6 +157,16 @@ static void test_run_json(void) {
     CHECK_MSG(s.exit_code == 0 && reply && !strncmp(s.out, reply, tl) && !strcmp(s.out + tl, "\n"),
               "streamed '%s'", s.out);
     free_result(&s);
+    /* The rendered prompt given as it is (--no-template) gives the same ids. */
+    const char *prompt = cJSON_GetObjectItemCaseSensitive(t1, "prompt")->valuestring;
+    const char *rargs[] = {"run", "--model", g_model, "--image", g_jpg, "-p", prompt,
+                           "--no-template", "--temp", "0", "--max-tokens", "16", "--json", NULL};
+    run_result raw = run_cli(rargs, NULL);
+    cJSON *rj = cJSON_Parse(raw.out);
+    CHECK_MSG(raw.exit_code == 0 && json_ids_equal(cJSON_GetObjectItemCaseSensitive(rj, "ids"), want),
+              "--no-template: exit %d: %s%s", raw.exit_code, raw.out, raw.err);
+    cJSON_Delete(rj);
+    free_result(&raw);
     tsr_chat_string_free(reply);
     tsr_token_ids_free(&mine);
     cJSON_Delete(j);

@@ -371,10 +371,13 @@ tsr_status tsr_chat_generate(tsr_chat *c, const tsr_generate_params *params, cha
     const tsr_decode_input *full = tsr_prompt_input(prompt);
 
     /* Longest prefix of the prompt the KV cache already holds. Media changes the MLlama
-     * cross-attention states, which the session keeps for all tokens: then start afresh. */
+     * cross-attention states, which the session keeps for all tokens: then start afresh. So
+     * does a repetition penalty, which generate() applies over every prompt id while the
+     * sampler only sees the ids decoded by this call. */
     size_t k = 0;
     int has_cross = full->cross_states != NULL;
     int reuse = has_cross ? c->cache_cross && c->cache_media == c->n_media : !c->cache_cross;
+    if (gp.sampling.repetition_penalty != 1.0f) reuse = 0;
     if (reuse) {
         size_t lim = c->n_cache < (size_t)full->n_ids ? c->n_cache : (size_t)full->n_ids;
         while (k < lim && c->cache[k] == full->ids[k]) k++;
