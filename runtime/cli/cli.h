@@ -14,6 +14,7 @@ int tsr_cli_detokenize(int argc, char **argv);
 int tsr_cli_preprocess(int argc, char **argv);
 int tsr_cli_run(int argc, char **argv);
 int tsr_cli_chat(int argc, char **argv);
+int tsr_cli_serve(int argc, char **argv); /* serve.c */
 
 /* Reads a whole file (at most max_bytes; 0 = no limit) into a malloc'd buffer. */
 tsr_status tsr_cli_read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,

@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "detokenize")) return tsr_cli_detokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "preprocess")) return tsr_cli_preprocess(argc - 1, argv + 1);
     if (!strcmp(argv[1], "run")) return tsr_cli_run(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "serve")) { int tsr_cli_serve(int, char **); return tsr_cli_serve(argc - 1, argv + 1); }
+    if (!strcmp(argv[1], "serve")) return tsr_cli_serve(argc - 1, argv + 1);
     if (!strcmp(argv[1], "chat")) return tsr_cli_chat(argc - 1, argv + 1);
     fprintf(stderr, "tessera: unknown command '%s'\n", argv[1]);
     usage(stderr);
