@@ -208,6 +208,7 @@ done:
 }
 
 static void test_qwen2_vl(void) { run_family("qwen2_vl"); }
+
 static void test_qwen2_5_vl(void) { run_family("qwen2_5_vl"); }
 
 /* ---------------------------------------------------------------------------------- */
@@ -234,11 +235,21 @@ static void remove_dir(const char *dir) {
     rmdir(dir);
 }
 
+/* The name transformers 5 save_pretrained gives a hub tensor name (visual.* ->
+ * model.visual.*, model.* -> model.language_model.*), in buf. */
+static const char *t5_name(const char *hub, char *buf, size_t cap) {
+    if (!strncmp(hub, "visual.", 7)) snprintf(buf, cap, "model.%s", hub);
+    else if (!strncmp(hub, "model.", 6)) snprintf(buf, cap, "model.language_model.%s", hub + 6);
+    else snprintf(buf, cap, "%s", hub);
+    return buf;
+}
+
 /* A copy of the family's model directory in tmp whose model.safetensors lacks `drop` (when
  * non-NULL) and stores `reshape` (when non-NULL) with shape new_shape (same element count,
- * so the file stays valid). Returns 1 on success. */
-static int bad_checkpoint(const char *family, const char *tmp, const char *drop,
-                          const char *reshape, int32_t ndim, const int64_t *new_shape) {
+ * so the file stays valid); t5: every tensor under its transformers 5 name. Returns 1 on
+ * success. */
+static int write_checkpoint(const char *family, const char *tmp, const char *drop,
+                            const char *reshape, int32_t ndim, const int64_t *new_shape, int t5) {
     static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
                                         "tokenizer_config.json", "preprocessor_config.json"};
     char rel[256], path[1024];
@@ -257,22 +268,72 @@ static int bad_checkpoint(const char *family, const char *tmp, const char *drop,
     if (tsr_safetensors_open_file(tsr_test_fixture(rel), &st, &err)) return 0;
     int64_t n = tsr_safetensors_count(st), k = 0;
     const char **names = calloc((size_t)n, sizeof *names);
+    char (*renamed)[160] = calloc((size_t)n, sizeof *renamed);
     tsr_tensor *ts = calloc((size_t)n, sizeof *ts);
-    int ok = names && ts;
+    int ok = names && ts && renamed;
     for (int64_t i = 0; ok && i < n; i++) {
         const char *nm = tsr_safetensors_name(st, i);
         if (drop && !strcmp(nm, drop)) continue;
         ok = tsr_safetensors_get(st, nm, &ts[k], &err) == TSR_OK;
         if (ok && reshape && !strcmp(nm, reshape))
             ok = tsr_tensor_view(&ts[k], ts[k].dtype, ndim, new_shape, ts[k].data, &err) == TSR_OK;
-        names[k++] = nm;
+        names[k] = t5 ? t5_name(nm, renamed[k], sizeof renamed[k]) : nm;
+        k++;
     }
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     if (ok) ok = tsr_safetensors_write_file(path, k, names, ts, 0, NULL, NULL, &err) == TSR_OK;
     free(names);
+    free(renamed);
     free(ts);
     tsr_safetensors_close(st);
     return ok;
+}
+
+static int bad_checkpoint(const char *family, const char *tmp, const char *drop,
+                          const char *reshape, int32_t ndim, const int64_t *new_shape) {
+    return write_checkpoint(family, tmp, drop, reshape, ndim, new_shape, 0);
+}
+
+/* The same checkpoint under the names transformers 5 save_pretrained writes (model.visual.*,
+ * model.language_model.*) gives the same encoder outputs and logits. */
+static void t5_names(const char *family) {
+    char tmp[] = "/tmp/tsr_qwen2vl_t5_XXXXXX";
+    if (!mkdtemp(tmp)) {
+        CHECK_MSG(0, "mkdtemp");
+        return;
+    }
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s/cases.json", family);
+    cJSON *cases = load_json(tsr_test_fixture(rel));
+    snprintf(rel, sizeof rel, "models/%s/expected.safetensors", family);
+    tsr_safetensors *exp = NULL;
+    tsr_error err = {0};
+    tsr_model *model = NULL;
+    tsr_session *sess = NULL;
+    CHECK(write_checkpoint(family, tmp, NULL, NULL, 0, NULL, 1));
+    CHECK_OK(tsr_test_open_safetensors(tsr_test_fixture(rel), &exp, &err), &err);
+    CHECK_OK(tsr_model_load(tmp, NULL, &model, &err), &err);
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_ctx = 512;
+    sp.n_threads = 2;
+    if (model) CHECK_OK(tsr_session_new(model, &sp, &sess, &err), &err);
+    const cJSON *c = cJSON_GetArrayItem(cases, 2); /* several images */
+    if (sess && exp && c) {
+        maxes mx = {0, 0};
+        run_case(family, model, sess, exp, c, &mx);
+        printf("%s with transformers 5 names: embeds %.3g, logits %.3g\n", family, mx.embeds,
+               mx.logits);
+    }
+    tsr_session_free(sess);
+    tsr_model_free(model);
+    if (exp) tsr_test_close_safetensors(exp);
+    cJSON_Delete(cases);
+    remove_dir(tmp);
+}
+
+static void test_t5_names(void) {
+    t5_names("qwen2_vl");
+    t5_names("qwen2_5_vl");
 }
 
 static void expect_load_error(const char *what, const char *dir, tsr_status code,
@@ -474,6 +535,7 @@ done:
 int main(void) {
     tsr_test_run("qwen2_vl end to end", test_qwen2_vl);
     tsr_test_run("qwen2_5_vl end to end", test_qwen2_5_vl);
+    tsr_test_run("transformers 5 tensor names", test_t5_names);
     tsr_test_run("bad checkpoints", test_bad_checkpoints);
     tsr_test_run("bad inputs", test_bad_inputs);
     return tsr_test_finish();

@@ -445,7 +445,7 @@ static tsr_status vision_forward(const qwen_enc *e, tsr__pool *pool, const layou
     }
     tsr__norm_run(&e->ln_q, x, x, N);
     tsr__linear_run(pool, &e->mlp0, h1, x, U);
-    tsr__act_run(TSR__ACT_GELU, h1, U * M);
+    tsr__act_apply(pool, TSR__ACT_GELU, h1, U * M);
     if (L->perm) {
         float *merged = tmp; /* (U, out_dim) fits in (N, D) only when out_dim <= M */
         float *own = NULL;

@@ -1,0 +1,96 @@
+/* Qwen2-VL vision encoder benchmark driver (run by bench_encoder_qwen2_vl.sh).
+ *   bench_encoder_qwen2_vl MODEL_DIR IMAGE REPS THREADS OUT.safetensors
+ * Loads the model, runs its processor once on "<|vision_start|><|image_pad|><|vision_end|>"
+ * with the image, then times tsr_prompt_new (vision encoder + merger + M-RoPE positions, on a
+ * session of THREADS threads) REPS times after one warm-up run. Prints one line:
+ *   encoder_ms=M encoder_min_ms=m patches=N rows=R
+ * (median and minimum of the encoder time tsr_prompt_image_ms reports) and writes the
+ * encoder outputs of the last run to OUT (for the comparison with transformers). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "tessera.h"
+
+static int fail(const char *what, tsr_status st, const tsr_error *err) {
+    fprintf(stderr, "bench_encoder_qwen2_vl: %s: %s: %s\n", what, tsr_status_name(st),
+            err->message);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 6) {
+        fprintf(stderr, "usage: %s MODEL_DIR IMAGE REPS THREADS OUT.safetensors\n", argv[0]);
+        return 2;
+    }
+    const int reps = atoi(argv[3]), threads = atoi(argv[4]);
+    if (reps < 1 || reps > 1000 || threads < 1 || threads > 256) {
+        fprintf(stderr, "bench_encoder_qwen2_vl: bad REPS or THREADS\n");
+        return 2;
+    }
+    tsr_error err = {0};
+    tsr_model *model = NULL;
+    tsr_session *sess = NULL;
+    tsr_tensor_list *in = NULL;
+    tsr_prompt *p = NULL;
+    double *ms = calloc((size_t)reps, sizeof *ms);
+    size_t len = 0;
+    unsigned char *img = bench_read_all(argv[2], &len);
+    int rc = 1;
+    tsr_status st;
+    if (!img || !ms) {
+        fprintf(stderr, "bench_encoder_qwen2_vl: cannot read %s\n", argv[2]);
+        goto done;
+    }
+    if ((st = tsr_model_load(argv[1], NULL, &model, &err))) {
+        rc = fail("load", st, &err);
+        goto done;
+    }
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_threads = threads;
+    sp.n_ctx = 2048;
+    if ((st = tsr_session_new(model, &sp, &sess, &err))) {
+        rc = fail("session", st, &err);
+        goto done;
+    }
+    tsr_media m = {0};
+    m.kind = TSR_MEDIA_IMAGE;
+    m.data = img;
+    m.len = len;
+    if ((st = tsr_processor_run_prompt(tsr_model_processor(model),
+                                       "<|vision_start|><|image_pad|><|vision_end|>", 1, &m, 1,
+                                       &in, &err))) {
+        rc = fail("processor", st, &err);
+        goto done;
+    }
+    for (int r = -1; r < reps; r++) {
+        tsr_prompt_free(p);
+        p = NULL;
+        if ((st = tsr_prompt_new(model, sess, in, &p, &err))) {
+            rc = fail("encoder", st, &err);
+            goto done;
+        }
+        if (r >= 0) ms[r] = tsr_prompt_image_ms(p);
+    }
+    if ((st = tsr_tensor_list_save(tsr_prompt_tensors(p), argv[5], &err))) {
+        rc = fail("save", st, &err);
+        goto done;
+    }
+    const tsr_tensor *pv = tsr_tensor_list_get(in, "pixel_values");
+    const tsr_tensor *e = tsr_tensor_list_get(tsr_prompt_tensors(p), "embeds");
+    double mn = ms[0];
+    for (int r = 1; r < reps; r++) mn = ms[r] < mn ? ms[r] : mn;
+    printf("encoder_ms=%.2f encoder_min_ms=%.2f patches=%lld rows=%lld\n",
+           bench_median(ms, reps), mn, (long long)(pv ? pv->shape[0] : 0),
+           (long long)(e ? e->shape[0] : 0));
+    rc = 0;
+done:
+    tsr_prompt_free(p);
+    tsr_tensor_list_free(in);
+    tsr_session_free(sess);
+    tsr_model_free(model);
+    free(img);
+    free(ms);
+    return rc;
+}
