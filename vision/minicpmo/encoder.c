@@ -209,21 +209,32 @@ static tsr_status mo_load(const tsr__model_configs *cfg, tsr__weights *w, int32_
 
 /* ---- vision --------------------------------------------------------------------------------- */
 
-/* SiglipVisionEmbeddings' position ids of an h x w slice: torch.bucketize(arange(0, 1 - 1e-6,
- * 1 / n), arange(1 / side, 1.0, 1 / side), right=True) per axis, row-major over (h, w). */
+/* torch.arange(start, end, step) of float32 values, element i, as PyTorch's CPU kernel makes
+ * them: the first floor(n / 16) * 16 elements in vectors of 8 (the float base of each vector
+ * from the double start + step * i0, then base + k * step in double), the rest start + step * i
+ * in double; each rounded to float. */
+static float arange_f32(double start, double step, int64_t n, int64_t i) {
+    if (i < n / 16 * 16) {
+        const int64_t i0 = i - i % 8;
+        const float base = (float)(start + step * (double)i0);
+        return (float)((double)base + (double)(i - i0) * step);
+    }
+    return (float)(start + step * (double)i);
+}
+
+/* SiglipVisionEmbeddings' position ids of an h x w slice: per axis
+ * bucketize(arange(0, 1 - 1e-6, 1 / n), arange(1 / side, 1.0, 1 / side), right=True) with
+ * 1 / n a float32 tensor; row-major over (h, w). */
 static void bucket_coords(int64_t n, int32_t side, int32_t *out) {
     const double bstep = 1.0 / (double)side;
-    const float fstep = 1.0f / (float)n;
+    const int64_t nb = (int64_t)ceil((1.0 - bstep) / bstep);
+    const double fstep = (double)(1.0f / (float)n);
+    const int64_t nf = (int64_t)ceil((1.0 - 1e-6) / fstep);
     for (int64_t i = 0; i < n; i++) {
-        const float x = (float)((double)i * (double)fstep);
+        const float x = arange_f32(0.0, fstep, nf > n ? nf : n, i);
         int32_t b = 0;
-        for (int32_t k = 0; k < side; k++) {
-            const double bd = bstep + (double)k * bstep;
-            if (bd >= 1.0) break;
-            if ((float)bd <= x) b = k + 1;
-            else break;
-        }
-        out[i] = b;
+        while (b < nb && arange_f32(bstep, bstep, nb, b) <= x) b++;
+        out[i] = b < side ? b : side - 1;
     }
 }
 
