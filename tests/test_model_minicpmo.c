@@ -121,6 +121,12 @@ static void run_case(tsr_model *model, tsr_session *sess, const cJSON *c, maxes 
     const tsr_tensor_list *enc = tsr_prompt_tensors(prompt);
     double d_emb = 0;
     if (want(g_exp, name, "embeds", &w)) {
+        /* the processor names the slices pixel_values.<i>: a prompt of images alone must still
+         * reach the encoder */
+        CHECK_MSG(tsr_tensor_list_get(enc, "embeds") || !tsr_tensor_list_get(out, "pixel_values.0") ||
+                      tsr_tensor_list_get(out, "audio_features"),
+                  "%s: tsr_prompt_new did not run the encoder on pixel_values.0 .. (images "
+                  "without audio)", ctx);
         d_emb = tsr_test_compare_tensor(ctx, "embeds", tsr_tensor_list_get(enc, "embeds"), &w, TOL);
         if (d_emb > mx->embeds) mx->embeds = d_emb;
     } else {
