@@ -125,6 +125,35 @@ static void test_text_turn_matches_transformers(void) {
     tsr_chat_free(c);
 }
 
+static int stop_after_two(int32_t id, const char *text, size_t len, void *user) {
+    (void)id;
+    (void)text;
+    (void)len;
+    return ++*(int *)user >= 2;
+}
+
+/* A callback that stops the reply early: OK, CANCELLED, the partial reply is the message. */
+static void test_cancel(void) {
+    tsr_chat *c = new_chat(0);
+    if (!c) return;
+    tsr_error err = {0};
+    tsr_chat_message u = {"user", "Tell me a story about a robot.", NULL, 0};
+    CHECK_OK(tsr_chat_add(c, &u, NULL, 0, &err), &err);
+    tsr_generate_params gp = greedy(16);
+    int calls = 0;
+    gp.on_token = stop_after_two;
+    gp.user = &calls;
+    char *text = NULL;
+    tsr_token_ids ids = {0};
+    tsr_usage us;
+    CHECK_OK(tsr_chat_generate(c, &gp, &text, &ids, &us, &err), &err);
+    CHECK(us.stop_reason == TSR_STOP_CANCELLED && calls == 2 && ids.n == 2);
+    CHECK(text != NULL && tsr_chat_n_messages(c) == 2);
+    tsr_chat_string_free(text);
+    tsr_token_ids_free(&ids);
+    tsr_chat_free(c);
+}
+
 /* Turn 2 gives the ids of a fresh chat fed the whole conversation (the reply of turn 1
  * included). When the rendered turn 2 starts with every id the KV cache holds, those are
  * reused (cached_tokens); when the reply re-tokenizes differently the prompt is prefilled
@@ -519,6 +548,7 @@ int main(void) {
     tsr_test_run("kv_reuse_equals_fresh", test_kv_reuse_equals_fresh);
     tsr_test_run("kv_mismatch_equals_fresh", test_kv_mismatch_equals_fresh);
     tsr_test_run("image_turns_match_transformers", test_image_turns_match_transformers);
+    tsr_test_run("cancel", test_cancel);
     tsr_test_run("add_errors", test_add_errors);
     tsr_test_run("context_overflow", test_context_overflow);
     tsr_test_run("mllama_cross_states", test_mllama_cross_states);

@@ -129,7 +129,7 @@ int tsr_cli_chat(int argc, char **argv) {
     tsr_error err = {0};
     tsr_model *model = NULL;
     tsr_chat *c = NULL;
-    tsr_status st = tsr_model_load(model_dir, NULL, &model, &err);
+    tsr_status st = tsr_cli_load_model(model_dir, &model, &err);
     if (!st) st = tsr_chat_new(model, &sp, &c, &err);
     if (!st) st = add_system(c, system, &err);
     if (st) {

@@ -41,6 +41,9 @@ extern const char tsr_cli_gen_flags_usage[];
 tsr_status tsr_cli_read_media(const tsr_model *model, const char *path, tsr_media_kind kind,
                               uint8_t **data, size_t *len, tsr_error *err);
 
+/* tsr_model_load with a progress line on stderr when it is a terminal. */
+tsr_status tsr_cli_load_model(const char *dir, tsr_model **model, tsr_error *err);
+
 /* Exit code of a failed call: 2 for INVALID_ARG (a usage error), else 1. */
 int tsr_cli_exit_code(tsr_status st);
 

@@ -214,7 +214,7 @@ int tsr_cli_run(int argc, char **argv) {
     const char *failed = model_dir;
     int code = 0;
     int chat = 0;
-    tsr_status st = tsr_model_load(model_dir, NULL, &model, &err);
+    tsr_status st = tsr_cli_load_model(model_dir, &model, &err);
     if (!st) tsr_cli_model_sampling(model, &gp.sampling, set);
     /* Images first, then audio, as the user message lists them. */
     for (size_t i = 0; !st && i < n_images + n_audios; i++) {

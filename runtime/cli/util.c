@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -201,4 +202,20 @@ const char *tsr_cli_stop_name(tsr_stop_reason r) {
     case TSR_STOP_NONE: break;
     }
     return "none";
+}
+
+static int show_progress(float fraction, const char *what, void *user) {
+    (void)user;
+    fprintf(stderr, "\rloading %3d%% %-60.60s", (int)(fraction * 100.0f + 0.5f), what);
+    fflush(stderr);
+    return 0;
+}
+
+tsr_status tsr_cli_load_model(const char *dir, tsr_model **model, tsr_error *err) {
+    tsr_model_params mp = tsr_model_params_default();
+    int tty = isatty(2);
+    if (tty) mp.progress = show_progress;
+    tsr_status st = tsr_model_load(dir, &mp, model, err);
+    if (tty) fprintf(stderr, "\r%-73s\r", "");
+    return st;
 }
