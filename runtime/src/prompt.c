@@ -40,10 +40,14 @@ const tsr_tensor_list *tsr_prompt_tensors(const tsr_prompt *p) { return p ? p->t
 double tsr_prompt_image_ms(const tsr_prompt *p) { return p ? p->image_ms : 0.0; }
 double tsr_prompt_audio_ms(const tsr_prompt *p) { return p ? p->audio_ms : 0.0; }
 
+/* Media tensors of a processor output: pixel_values (MiniCPM-o: pixel_values.N per image),
+ * pixel_values_videos, audio_features. */
 static int has_media(const tsr_tensor_list *inputs) {
-    static const char *const names[] = {"pixel_values", "audio_features", "pixel_values_videos"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (tsr_tensor_list_get(inputs, names[i])) return 1;
+    static const char *const prefixes[] = {"pixel_values", "audio_features"};
+    for (int64_t i = 0; i < tsr_tensor_list_count(inputs); i++)
+        for (size_t k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++)
+            if (!strncmp(tsr_tensor_list_name(inputs, i), prefixes[k], strlen(prefixes[k])))
+                return 1;
     return 0;
 }
 
