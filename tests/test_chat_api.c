@@ -378,6 +378,79 @@ static void test_context_overflow(void) {
     tsr_chat_free(c);
 }
 
+/* A seeded random walk of adds, generations (some overflowing a small context), resets and
+ * failing adds: every call returns OK or its typed error, failed calls leave the message count
+ * as it was, and whatever the cache holds a reply equals a fresh chat's on the same
+ * conversation. */
+static void test_random_walk(void) {
+    static const char *const texts[] = {"Hi.", "Tell me a story about a robot.", "Why?",
+                                        "And then what happened?", "Good morning!"};
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    tsr_chat *c = new_chat(96);
+    if (!c) return;
+    char *conv[64];
+    const char *roles[64];
+    size_t n_conv = 0;
+    int checked = 0, limits = 0;
+    for (int step = 0; step < 60; step++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned r = (unsigned)(rng >> 33);
+        tsr_error err = {0};
+        size_t before = tsr_chat_n_messages(c);
+        if (r % 11 == 0 || n_conv >= 60) { /* start over */
+            tsr_chat_reset(c);
+            for (size_t i = 0; i < n_conv; i++) free(conv[i]);
+            n_conv = 0;
+            CHECK(tsr_chat_n_messages(c) == 0);
+        } else if (r % 5 == 0) { /* an add that must fail: media count mismatch */
+            tsr_chat_part ip[] = {{TSR_CHAT_PART_IMAGE, NULL, NULL}};
+            tsr_chat_message bad = {"user", NULL, ip, 1};
+            CHECK(tsr_chat_add(c, &bad, NULL, 0, &err) == TSR_ERR_INVALID_ARG);
+            CHECK(tsr_chat_n_messages(c) == before);
+        } else if (r % 2 == 0 || !n_conv) {
+            const char *t = texts[(r / 2) % 5];
+            tsr_chat_message u = {"user", t, NULL, 0};
+            CHECK_OK(tsr_chat_add(c, &u, NULL, 0, &err), &err);
+            conv[n_conv] = strdup(t);
+            roles[n_conv++] = "user";
+        } else {
+            tsr_generate_params gp = greedy(1 + (r / 4) % 6);
+            char *text = NULL;
+            tsr_token_ids ids = {0};
+            tsr_status st = tsr_chat_generate(c, &gp, &text, &ids, NULL, &err);
+            if (st == TSR_ERR_LIMIT) {
+                limits++;
+                CHECK(tsr_chat_n_messages(c) == before && !text && !ids.ids);
+                continue;
+            }
+            CHECK_MSG(st == TSR_OK, "%s: %s", tsr_status_name(st), err.message);
+            if (st) continue;
+            CHECK(tsr_chat_n_messages(c) == before + 1);
+            /* A fresh chat on the same conversation gives the same reply. */
+            tsr_chat *fresh = new_chat(96);
+            tsr_token_ids want = {0};
+            for (size_t i = 0; fresh && i < n_conv; i++) {
+                tsr_chat_message m = {roles[i], conv[i], NULL, 0};
+                CHECK_OK(tsr_chat_add(fresh, &m, NULL, 0, &err), &err);
+            }
+            if (fresh) CHECK_OK(tsr_chat_generate(fresh, &gp, NULL, &want, NULL, &err), &err);
+            CHECK_MSG(want.n == ids.n && (!ids.n || !memcmp(want.ids, ids.ids, ids.n * 4)),
+                      "step %d: the reply differs from a fresh chat", step);
+            checked++;
+            tsr_token_ids_free(&want);
+            tsr_chat_free(fresh);
+            conv[n_conv] = text;
+            roles[n_conv++] = "assistant";
+            text = NULL;
+            tsr_token_ids_free(&ids);
+        }
+    }
+    printf("  %d replies checked against a fresh chat, %d context overflows\n", checked, limits);
+    CHECK(checked > 5 && limits > 0);
+    for (size_t i = 0; i < n_conv; i++) free(conv[i]);
+    tsr_chat_free(c);
+}
+
 /* Failing each allocation of add + generate in turn gives OOM and an unchanged conversation. */
 static void test_alloc_failpoints(void) {
     tsr_chat *c = new_chat(256);
@@ -552,6 +625,7 @@ int main(void) {
     tsr_test_run("add_errors", test_add_errors);
     tsr_test_run("context_overflow", test_context_overflow);
     tsr_test_run("mllama_cross_states", test_mllama_cross_states);
+    tsr_test_run("random_walk", test_random_walk);
     tsr_test_run("alloc_failpoints", test_alloc_failpoints);
     tsr_model_free(g_model);
     cJSON_Delete(g_ref);
