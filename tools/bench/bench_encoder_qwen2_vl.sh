@@ -4,7 +4,7 @@
 # 448x448 image, same threads, same run.
 #
 #   tools/bench/bench_encoder_qwen2_vl.sh [REPS]        # default 5 runs of each
-#   THREADS=2 tools/bench/bench_encoder_qwen2_vl.sh
+#   THREADS=2 DEPTH=4 tools/bench/bench_encoder_qwen2_vl.sh   # DEPTH: blocks (quick runs)
 #
 # Builds bench_encoder_qwen2_vl in build/ (Release; BUILD=dir to change). On first use writes
 # the checkpoint under tools/bench/out/qwen2_vl_vit/ (about 2.7 GB). Prints the median encoder
@@ -28,4 +28,4 @@ threads=${THREADS:-2}
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=$threads \
   TOKENIZERS_PARALLELISM=false
 exec "$py" "$here/bench_encoder_qwen2_vl.py" --bin "$build/bench_encoder_qwen2_vl" \
-  --out "$here/out" --reps "$reps" --threads "$threads"
+  --out "$here/out" --reps "$reps" --threads "$threads" --depth "${DEPTH:-32}"
