@@ -251,6 +251,28 @@ static void test_chat_pipe(void) {
     r = run_cli(args, in);
     CHECK_MSG(r.exit_code == 0 && strstr(r.err, "cached)"), "exit %d: %s", r.exit_code, r.err);
     free_result(&r);
+    /* /reset starts over: the same message gets the same reply; unknown commands are usage
+     * errors; a leading // sends a message starting with /. */
+    f = fopen(in, "w");
+    if (!f) return;
+    fprintf(f, "Hi.\n/reset\n/bogus\nHi.\n//x\n");
+    fclose(f);
+    const char *sys[] = {"chat", "--model", g_model, "--temp", "0", "--max-tokens", "4",
+                         "--system", "You are a helpful assistant.", NULL};
+    r = run_cli(sys, in);
+    char *nl = strchr(r.out, '\n');
+    size_t first = nl ? (size_t)(nl - r.out) + 1 : 0;
+    CHECK_MSG(r.exit_code == 2 && strstr(r.err, "/bogus") && first &&
+                  !strncmp(r.out, r.out + first, first),
+              "exit %d: out '%s' err '%s'", r.exit_code, r.out, r.err);
+    int lines = 0;
+    for (const char *p = r.out; *p; p++) lines += *p == '\n';
+    CHECK(lines == 3);
+    free_result(&r);
+    const char *nomodel[] = {"chat", NULL};
+    r = run_cli(nomodel, NULL);
+    CHECK(r.exit_code == 2);
+    free_result(&r);
 }
 
 /* runtime/examples/describe_image prints what tsr_chat gives in-process (64 tokens). */
