@@ -179,6 +179,26 @@ static int copy_file(const char *from, const char *to) {
 typedef const tsr_tensor *(*edit_fn)(const char *name, const tsr_tensor *t, char *new_name,
                                      size_t cap, tsr_tensor *scratch);
 
+/* config.json with its `from` text replaced by `to` (both may be NULL: copied as is). */
+static int copy_config(const char *src, const char *dst, const char *from, const char *to) {
+    if (!from) return copy_file(src, dst);
+    size_t len = 0;
+    char *text = (char *)tsr_test_read(src, &len);
+    char *at = text ? strstr(text, from) : NULL;
+    FILE *f = at ? fopen(dst, "wb") : NULL;
+    int ok = f != NULL;
+    if (ok) {
+        size_t head = (size_t)(at - text), tail = len - head - strlen(from);
+        ok = fwrite(text, 1, head, f) == head && fputs(to, f) >= 0 &&
+             fwrite(at + strlen(from), 1, tail, f) == tail;
+    }
+    if (f && fclose(f)) ok = 0;
+    free(text);
+    return ok ? 0 : -1;
+}
+
+static const char *g_cfg_from, *g_cfg_to; /* config.json edit of the next altered_model */
+
 static const char *altered_model(const char *sub, edit_fn edit) {
     static char dir[512];
     static const char *const files[] = {"config.json", "generation_config.json",
@@ -191,8 +211,10 @@ static const char *altered_model(const char *sub, edit_fn edit) {
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(src, sizeof src, "%s/%s", tsr_test_fixture(MODEL_REL), files[i]);
         snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        if (copy_file(src, dst)) return NULL;
+        if (i == 0 ? copy_config(src, dst, g_cfg_from, g_cfg_to) : copy_file(src, dst))
+            return NULL;
     }
+    g_cfg_from = g_cfg_to = NULL;
     snprintf(src, sizeof src, "%s/model.safetensors", tsr_test_fixture(MODEL_REL));
     tsr_safetensors *st = NULL;
     tsr_error err = {0};
@@ -331,32 +353,74 @@ static tsr_tensor_list *case_inputs(const tsr_model *m, const char *name) {
     return NULL;
 }
 
-/* The bf16 checkpoint: weight matrices used as stored (widened in the kernels). */
-static void test_bf16(void) {
+static const tsr_tensor *same(const char *name, const tsr_tensor *t, char *nn, size_t cap,
+                              tsr_tensor *scratch) {
+    (void)name; (void)nn; (void)cap; (void)scratch;
+    return t;
+}
+
+/* The features of one checkpoint variant for the bf16 case against expected <want>.embeds. */
+static void variant_features(const char *dir, const char *want, const char *what) {
     const cJSON *bc = cJSON_GetObjectItem(g_cases, "bf16_case");
-    const char *dir = altered_model("bf16", to_bf16);
-    CHECK(dir != NULL && cJSON_IsString(bc));
-    if (!dir || !cJSON_IsString(bc)) return;
     tsr_model *m = NULL;
     tsr_error err = {0};
     CHECK_OK(tsr_model_load(dir, NULL, &m, &err), &err);
-    tsr_tensor_list *in = m ? case_inputs(m, bc->valuestring) : NULL;
-    tsr_session_params sp = tsr_session_params_default();
-    sp.n_threads = 2;
-    sp.n_ctx = 64;
-    tsr_session *s = NULL;
+    tsr_tensor_list *in = m && cJSON_IsString(bc) ? case_inputs(m, bc->valuestring) : NULL;
     tsr_prompt *p = NULL;
-    if (in) CHECK_OK(tsr_session_new(m, &sp, &s, &err), &err);
-    if (s) CHECK_OK(tsr_prompt_new(m, s, in, &p, &err), &err);
+    if (in) CHECK_OK(tsr_prompt_new(m, NULL, in, &p, &err), &err);
     if (p) {
-        double d = tsr_test_compare_tensor("bf16", "embeds",
+        double d = tsr_test_compare_tensor(what, "embeds",
                                            tsr_tensor_list_get(tsr_prompt_tensors(p), "embeds"),
-                                           expected("bf16", "embeds"), TOL);
-        printf("  bf16 checkpoint: %s embeds max|d| %.2e\n", bc->valuestring, d);
+                                           expected(want, "embeds"), TOL);
+        printf("  %s: %s embeds max|d| %.2e\n", what, bc->valuestring, d);
     }
     tsr_prompt_free(p);
-    tsr_session_free(s);
     tsr_tensor_list_free(in);
+    tsr_model_free(m);
+}
+
+/* The bf16 checkpoint: weight matrices used as stored (widened in the kernels). */
+static void test_bf16(void) {
+    const char *dir = altered_model("bf16", to_bf16);
+    CHECK(dir != NULL);
+    if (!dir) return;
+    variant_features(dir, "bf16", "bf16 checkpoint");
+    remove_model(dir);
+}
+
+/* vision_feature_layer [-2] (list form): the output of vision layer 0 of 2. */
+static void test_feature_layer(void) {
+    g_cfg_from = "\"vision_feature_layer\": -1";
+    g_cfg_to = "\"vision_feature_layer\": [-2]";
+    const char *dir = altered_model("layer_m2", same);
+    CHECK(dir != NULL);
+    if (!dir) return;
+    variant_features(dir, "layer_m2", "vision_feature_layer [-2]");
+    remove_model(dir);
+    /* two layers concatenated: transformers' projector cannot take them either */
+    g_cfg_from = "\"vision_feature_layer\": -1";
+    g_cfg_to = "\"vision_feature_layer\": [-2, -1]";
+    dir = altered_model("layer_list", same);
+    CHECK(dir != NULL);
+    if (!dir) return;
+    tsr_model *m = NULL;
+    tsr_error err = {0};
+    tsr_status st = tsr_model_load(dir, NULL, &m, &err);
+    CHECK_MSG(st == TSR_ERR_UNSUPPORTED && strstr(err.message, "vision_feature_layer"), "%s: %s",
+              tsr_status_name(st), err.message);
+    printf("  vision_feature_layer [-2, -1]: %s: %s\n", tsr_status_name(st), err.message);
+    tsr_model_free(m);
+    /* out of range */
+    remove_model(dir);
+    g_cfg_from = "\"vision_feature_layer\": -1";
+    g_cfg_to = "\"vision_feature_layer\": -4";
+    dir = altered_model("layer_range", same);
+    CHECK(dir != NULL);
+    if (!dir) return;
+    st = tsr_model_load(dir, NULL, &m, &err);
+    CHECK_MSG(st == TSR_ERR_FORMAT && strstr(err.message, "vision_feature_layer"), "%s: %s",
+              tsr_status_name(st), err.message);
+    printf("  vision_feature_layer -4: %s: %s\n", tsr_status_name(st), err.message);
     tsr_model_free(m);
     remove_model(dir);
 }
@@ -500,6 +564,7 @@ int main(void) {
     }
     tsr_test_run("mistral3_cases", test_cases);
     tsr_test_run("mistral3_bf16_checkpoint", test_bf16);
+    tsr_test_run("mistral3_feature_layer", test_feature_layer);
     tsr_test_run("mistral3_missing_tensor", test_missing_tensor);
     tsr_test_run("mistral3_reshaped_tensor", test_reshaped_tensor);
     tsr_test_run("mistral3_transformers5_names", test_in_memory_names);

@@ -22,6 +22,8 @@ models/mistral3/expected.safetensors, per case <name>:
                                    (absent for text-only prompts)
   <name>.logits     F32 [V]        logits of the last prompt position
   <name>.greedy     I32 [32]       32 greedy ids (argmax of each step, EOS not stopping)
+  layer_m2.embeds   F32 [N, 64]    the features of case BF16_CASE with vision_feature_layer -2
+                                   (the output of the first of the two vision layers)
   bf16.embeds       F32 [N, 64]    the features of case BF16_CASE with every weight rounded to
                                    bf16 (as the released checkpoint stores them) and computed in
                                    f32 (from_pretrained(dtype=float32) of a bf16 checkpoint)
@@ -182,14 +184,16 @@ def reference(built):
         print(f"  {name}: {ids.shape[1]} ids, "
               f"{tensors[name + '.embeds'].shape[0] if images else 0} image rows, "
               f"{len(set(greedy))} distinct greedy ids, smallest top-2 logit gap {gap:.4f}")
-    # The same model stored in bf16, upcast on load.
-    sd = {k: v.to(torch.bfloat16).to(torch.float32) for k, v in model.state_dict().items()}
-    model.load_state_dict(sd)
     name, prompt, add_special, images = next(c for c in CASES if c[0] == BF16_CASE)
     inp = proc(text=prompt, images=[Image.open(os.path.join(MEDIA, f)) for f in images],
                return_tensors="pt", **({} if add_special else {"add_special_tokens": False}))
-    feats = model.get_image_features(pixel_values=inp["pixel_values"].float(),
-                                     image_sizes=inp["image_sizes"]).pooler_output
+    extra = {"pixel_values": inp["pixel_values"].float(), "image_sizes": inp["image_sizes"]}
+    feats = model.get_image_features(**extra, vision_feature_layer=-2).pooler_output
+    tensors["layer_m2.embeds"] = torch.cat(feats, 0).float().contiguous()
+    # The same model stored in bf16, upcast on load.
+    sd = {k: v.to(torch.bfloat16).to(torch.float32) for k, v in model.state_dict().items()}
+    model.load_state_dict(sd)
+    feats = model.get_image_features(**extra).pooler_output
     tensors["bf16.embeds"] = torch.cat(feats, 0).float().contiguous()
     print(f"  bf16 weights ({BF16_CASE}): features differ from f32 by "
           f"{float((tensors['bf16.embeds'] - tensors[BF16_CASE + '.embeds']).abs().max()):.4f}")
