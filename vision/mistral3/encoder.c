@@ -363,22 +363,43 @@ static void merge_part(void *arg, int32_t w, int32_t nw) {
     }
 }
 
-typedef struct rows_job {
+typedef struct norm_job {
     const tsr__norm *nm;
-    float *x;
+    float *out;
+    const float *x;
     int64_t T;
-} rows_job;
+} norm_job;
 
 static void norm_part(void *arg, int32_t w, int32_t nw) {
-    const rows_job *j = arg;
-    int64_t a, b;
+    const norm_job *j = arg;
+    int64_t a, b, n = j->nm->n;
     share(j->T, w, nw, &a, &b);
-    if (b > a) tsr__norm_run(j->nm, j->x + a * j->nm->n, j->x + a * j->nm->n, b - a);
+    if (b > a) tsr__norm_run(j->nm, j->out + a * n, j->x + a * n, b - a);
 }
 
-static void norm_rows(tsr__pool *p, const tsr__norm *nm, float *x, int64_t T) {
-    rows_job j = {nm, x, T};
+/* out (T, n) = norm of x (T, n), rows split over the pool; out may equal x. */
+static void norm_rows(tsr__pool *p, const tsr__norm *nm, float *out, const float *x, int64_t T) {
+    norm_job j = {nm, out, x, T};
     tsr__pool_run(p, norm_part, &j);
+}
+
+typedef struct qk_rope_job {
+    const m3_enc *e;
+    float *q, *k; /* (T, dim) */
+    const float *cos_, *sin_;
+    int64_t T;
+} qk_rope_job;
+
+static void qk_rope_part(void *arg, int32_t w, int32_t nw) {
+    const qk_rope_job *j = arg;
+    const int64_t D = j->e->dim, hd = j->e->head_dim;
+    int64_t a, b;
+    share(j->T, w, nw, &a, &b);
+    if (b <= a) return;
+    tsr__rope_rows(j->q + a * D, D, b - a, j->e->n_heads, j->e->head_dim, j->cos_ + a * hd,
+                   j->sin_ + a * hd);
+    tsr__rope_rows(j->k + a * D, D, b - a, j->e->n_heads, j->e->head_dim, j->cos_ + a * hd,
+                   j->sin_ + a * hd);
 }
 
 typedef struct act_job {
@@ -433,20 +454,18 @@ static tsr_status layer_run(tsr__pool *p, const m3_enc *e, const m3_layer *L, fl
                             int64_t T, const float *cos_, const float *sin_,
                             const tsr__attn_mask *mask, m3_scratch *s, tsr_error *err) {
     const int64_t D = e->dim;
-    memcpy(s->a, x, (size_t)(T * D) * sizeof *x);
-    norm_rows(p, &L->attn_norm, s->a, T);
+    norm_rows(p, &L->attn_norm, s->a, x, T);
     tsr__linear_run(p, &L->q, s->q, s->a, T);
     tsr__linear_run(p, &L->k, s->k, s->a, T);
     tsr__linear_run(p, &L->v, s->v, s->a, T);
-    tsr__rope_rows(s->q, D, T, e->n_heads, e->head_dim, cos_, sin_);
-    tsr__rope_rows(s->k, D, T, e->n_heads, e->head_dim, cos_, sin_);
+    qk_rope_job rj = {e, s->q, s->k, cos_, sin_, T};
+    tsr__pool_run(p, qk_rope_part, &rj);
     tsr_status st = tsr__mha(p, s->att, s->q, D, s->k, D, s->v, D, T, e->n_heads, e->head_dim,
                              1.0f / sqrtf((float)e->head_dim), mask, err);
     if (st) return st;
     tsr__linear_run(p, &L->o, s->a, s->att, T);
     add_rows(p, x, s->a, T * D);
-    memcpy(s->a, x, (size_t)(T * D) * sizeof *x);
-    norm_rows(p, &L->ffn_norm, s->a, T);
+    norm_rows(p, &L->ffn_norm, s->a, x, T);
     tsr__linear_run(p, &L->gate, s->g, s->a, T);
     tsr__linear_run(p, &L->up, s->u, s->a, T);
     act_rows(p, e->act, s->g, s->u, T * e->ffn);
@@ -455,7 +474,8 @@ static tsr_status layer_run(tsr__pool *p, const m3_enc *e, const m3_layer *L, fl
     return TSR_OK;
 }
 
-/* Sum of counts[i] * sizes[i] floats as one allocation, NULL on overflow or OOM. */
+/* One allocation of n_parts buffers of rows[i] * cols[i] floats (parts[i] points at each);
+ * NULL on size overflow or OOM. */
 static float *alloc_floats(size_t n_parts, const int64_t *rows, const int64_t *cols,
                            float **parts) {
     size_t total = 0;
@@ -501,9 +521,10 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
         tsr__free(im);
         return st;
     }
-    const int64_t D = e->dim, F = e->ffn, hd = e->head_dim, mm = (int64_t)e->merge * e->merge;
+    const int64_t D = e->dim, F = e->ffn, hd = e->head_dim;
     const int64_t K = (int64_t)e->channels * e->patch * e->patch;
-    const int64_t KM = K > D * mm ? K : D * mm; /* patches, then merged rows */
+    /* The patch buffer (T, K) later holds the merged rows (M, dim * merge^2): M * merge^2 <= T. */
+    const int64_t KM = K > D ? K : D;
     /* x, patches/merged, cos, sin, a, q, k, v, att, g, u, merged out, linear_1 out */
     int64_t rows[] = {T, T, T, T, T, T, T, T, T, T, T, M, M};
     int64_t cols[] = {D, KM, hd, hd, D, D, D, D, D, F, F, D, e->text_dim};
@@ -523,7 +544,7 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
     patch_job pj = {e, pv->data, pv->shape[2], pv->shape[3], im, n_images, patches, T};
     tsr__pool_run(pool, patch_part, &pj);
     tsr__linear_run(pool, &e->patch_conv, x, patches, T);
-    norm_rows(pool, &e->ln_pre, x, T);
+    norm_rows(pool, &e->ln_pre, x, x, T);
     rope_job rj = {e, im, n_images, T, cos_, sin_};
     tsr__pool_run(pool, rope_part, &rj);
     for (int64_t i = 0; i < n_images; i++) seg[i] = im[i].start;
@@ -533,7 +554,7 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
         st = layer_run(pool, e, &e->layers[l], x, T, cos_, sin_, &mask, &s, err);
     if (st) goto done;
 
-    norm_rows(pool, &e->proj_norm, x, T);
+    norm_rows(pool, &e->proj_norm, x, x, T);
     merge_job mj = {e, x, im, n_images, M, patches};
     tsr__pool_run(pool, merge_part, &mj);
     tsr__linear_run(pool, &e->merging, part[11], patches, M);
