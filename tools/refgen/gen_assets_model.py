@@ -77,6 +77,11 @@ PREPROCESSOR = {
 
 
 def build():
+    # The tokenizer fixture is written by gen_pipeline.py (which refgen.sh runs after this
+    # script); without it, the copy already in assets/ is kept.
+    src = TOK if os.path.exists(os.path.join(TOK, "tokenizer.json")) else OUT
+    tok_files = {f: open(os.path.join(src, f), "rb").read()
+                 for f in ("tokenizer.json", "tokenizer_config.json")}
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
     torch.manual_seed(20261126)
@@ -122,8 +127,9 @@ def build():
     gc["eos_token_id"] = [IM_END, ENDOFTEXT]
     gc["pad_token_id"] = ENDOFTEXT
     json.dump(gc, open(os.path.join(OUT, "generation_config.json"), "w"), indent=2)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(TOK, f), os.path.join(OUT, f))
+    for f, data in tok_files.items():
+        with open(os.path.join(OUT, f), "wb") as fh:
+            fh.write(data)
     json.dump(PREPROCESSOR, open(os.path.join(OUT, "preprocessor_config.json"), "w"), indent=2)
     with open(os.path.join(OUT, "chat_template.jinja"), "w") as f:
         f.write(TEMPLATE)
