@@ -18,6 +18,7 @@ static void chat_usage(FILE *f) {
             "  /image PATH, /audio PATH   attach media to the next message (images first)\n"
             "  /reset                     start a new conversation\n"
             "  /quit (or end of input)    leave\n"
+            "  //TEXT                     a message that starts with /TEXT\n"
             "  --system TEXT    a system message at the start of each conversation\n"
             "%s"
             "  --verbose        token counts, cached tokens and timings of each turn on stderr\n",
