@@ -703,19 +703,55 @@ static void test_generated(void) {
     free(png);
 }
 
-/* A client that goes away mid-stream frees its slot: both slots serve afterwards. */
+/* Sends a whole request on a raw socket and closes it without reading the answer. */
+static void post_and_hang_up(int port, const char *json) {
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s", strlen(json), json);
+    raw_send_and_close(port, req, (size_t)n);
+}
+
+static double metric(const server_proc *s, const char *name) {
+    http_res r = http(s, "GET", "/metrics", NULL, NULL, 0, NULL);
+    double v = -1;
+    for (const char *p = r.body; p && (p = strstr(p, name)); p++)
+        if ((p == r.body || p[-1] == '\n') && p[strlen(name)] == ' ') {
+            v = atof(p + strlen(name) + 1);
+            break;
+        }
+    http_free(&r);
+    return v;
+}
+
+/* Clients that go away (streaming or not, queued or generating) free their slots: more long
+ * requests than slots, each hung up right after it is sent. */
 static void test_disconnect(void) {
     if (!g_have_curl || !g_text.pid) { tsr_test_skip("no server"); return; }
-    const char *req = "{\"messages\":[{\"role\":\"user\",\"content\":\"tell a long story\"}],"
-                      "\"max_tokens\":480,\"stream\":true}";
-    http_call c[4];
-    for (int i = 0; i < 4; i++)
-        c[i] = http_start(&g_text, 10 + i, "POST", "/v1/chat/completions", NULL, req, strlen(req),
-                          NULL, "0.3");
-    for (int i = 0; i < 4; i++) {
+    const char *st = "{\"messages\":[{\"role\":\"user\",\"content\":\"tell a long story\"}],"
+                     "\"max_tokens\":480,\"stream\":true}";
+    const char *ns = "{\"messages\":[{\"role\":\"user\",\"content\":\"tell a long story\"}],"
+                     "\"max_tokens\":480}";
+    for (int i = 0; i < 8; i++) post_and_hang_up(g_text.port, i % 2 ? ns : st);
+    /* curl giving up mid-stream. */
+    http_call c[2];
+    for (int i = 0; i < 2; i++)
+        c[i] = http_start(&g_text, 10 + i, "POST", "/v1/chat/completions", NULL, st, strlen(st),
+                          NULL, "0.05");
+    for (int i = 0; i < 2; i++) {
         http_res r = http_finish(c[i]);
         http_free(&r);
     }
+    double until = now_s() + 60;
+    int idle = 0;
+    while (!idle && now_s() < until) {
+        idle = metric(&g_text, "tessera_slots_busy") == 0 && metric(&g_text, "tessera_queue_length") == 0;
+        if (!idle) sleep_ms(50);
+    }
+    CHECK_MSG(idle, "slots still busy after the clients went away");
+    double gone = metric(&g_text, "tessera_client_disconnects_total");
+    CHECK_MSG(gone >= 1, "no disconnect counted (%g)", gone);
+    printf("  %g of 10 requests cancelled by their clients going away\n", gone);
     /* Both slots answer two concurrent requests. */
     const char *small = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":4}";
     http_call a = http_start(&g_text, 20, "POST", "/v1/chat/completions", NULL, small, strlen(small), NULL, "60");
@@ -725,15 +761,35 @@ static void test_disconnect(void) {
     check_completion("after disconnects (b)", &rb, 4, NULL);
     http_free(&ra);
     http_free(&rb);
-    double until = now_s() + 30;
-    int idle = 0;
-    while (!idle && now_s() < until) {
-        http_res r = http(&g_text, "GET", "/metrics", NULL, NULL, 0, NULL);
-        idle = strstr(r.body, "tessera_slots_busy 0\n") && strstr(r.body, "tessera_queue_length 0\n");
-        http_free(&r);
-        if (!idle) sleep_ms(100);
+}
+
+/* --timeout passed: a 503 / 504 error body, or for a stream already answered 200 an error
+ * event then [DONE]; the server keeps serving. */
+static void test_deadline_and_shutdown(void) {
+    if (!g_have_curl) { tsr_test_skip("curl missing"); return; }
+    server_proc s;
+    const char *args[] = {"--model", text_model(), "--parallel", "1", "--ctx", "512",
+                          "--timeout", "0.0001", "--grace", "0", NULL};
+    if (start_server(&s, args, 1)) {
+        CHECK_MSG(0, "server with --timeout did not start");
+        return;
     }
-    CHECK_MSG(idle, "slots still busy after the clients went away");
+    const char *ns = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":400}";
+    const char *st = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":400,\"stream\":true}";
+    http_res r = post(&s, ns);
+    CHECK_MSG(r.status == 503 || r.status == 504, "deadline: %d %.200s", r.status, r.body);
+    check_error("deadline", &r, r.status, "-", "timeout");
+    http_free(&r);
+    r = post(&s, st);
+    CHECK_MSG(r.status == 200 && strstr(r.body, "data: {\"error\":") &&
+                  strstr(r.body, "\"code\":\"timeout\"") && strstr(r.body, "data: [DONE]\n\n") &&
+                  !strstr(r.body, "finish_reason\":\"length"),
+              "stream past the deadline: %d %.400s", r.status, r.body);
+    http_free(&r);
+    r = http(&s, "GET", "/health", NULL, NULL, 0, NULL);
+    CHECK(r.status == 200);
+    http_free(&r);
+    CHECK_MSG(stop_server(&s) == 0, "server with --timeout did not exit 0");
 }
 
 /* API key, a full queue (503 + Retry-After), the key from the environment. */
@@ -787,9 +843,42 @@ static void test_key_and_queue(void) {
     CHECK_MSG(stop_server(&s) == 0, "server with a key did not exit 0");
 }
 
+/* SIGTERM while streams run and wait (--grace 0): every stream that was answered 200 ends
+ * with [DONE], and the server exits 0 (under ASan: without leaks). */
+static void test_shutdown(void) {
+    if (!g_have_curl) { tsr_test_skip("curl missing"); return; }
+    server_proc s;
+    const char *args[] = {"--model", text_model(), "--parallel", "1", "--ctx", "512", "--grace",
+                          "0", NULL};
+    if (start_server(&s, args, 1)) {
+        CHECK_MSG(0, "server did not start");
+        return;
+    }
+    const char *st = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":480,\"stream\":true}";
+    enum { N = 4 };
+    http_call c[N];
+    for (int i = 0; i < N; i++)
+        c[i] = http_start(&s, 40 + i, "POST", "/v1/chat/completions", NULL, st, strlen(st), NULL, "60");
+    sleep_ms(30);
+    pid_t pid = s.pid;
+    int rc = stop_server(&s);
+    CHECK_MSG(rc == 0, "SIGTERM during streams: exit %d", rc);
+    for (int i = 0; i < N; i++) {
+        http_res r = http_finish(c[i]);
+        if (r.status == 200)
+            CHECK_MSG(strstr(r.body, "data: [DONE]\n\n") != NULL, "stream %d cut without [DONE]: %.300s",
+                      i, r.body + (r.len > 300 ? r.len - 300 : 0));
+        else
+            CHECK_MSG(r.status == 0 || r.status == 503, "request %d during shutdown: %d", i, r.status);
+        http_free(&r);
+    }
+    (void)pid;
+}
+
 /* Binding beyond loopback needs a key; bad flags are usage errors. */
 static void test_startup_refusals(void) {
     const char *cli = getenv("TSR_CLI");
+    if (!cli) { tsr_test_skip("TSR_CLI is not set"); return; }
     char *argv1[] = {(char *)cli, "serve", "--model", (char *)text_model(), "--host", "0.0.0.0",
                      "--port", "0", NULL};
     char log[128];
@@ -879,7 +968,7 @@ static void serve_media_model(const char *dir, const char *name) {
 static void test_multimodal(void) {
     if (!g_have_curl) { tsr_test_skip("curl missing"); return; }
     serve_media_model(tsr_test_fixture("../../assets/qwen2-vl-tiny"), "qwen2-vl-tiny");
-    serve_media_model(tsr_test_fixture("models/minicpmo/model"), "minicpmo");
+    serve_media_model(tsr_test_fixture("server/minicpmo"), "minicpmo");
 }
 
 int main(void) {
@@ -914,6 +1003,8 @@ int main(void) {
         CHECK_MSG(rc == 0, "text server: SIGTERM exit %d", rc);
     }
     tsr_test_run("API key and queue", test_key_and_queue);
+    tsr_test_run("deadlines", test_deadline_and_shutdown);
+    tsr_test_run("shutdown during streams", test_shutdown);
     tsr_test_run("startup refusals", test_startup_refusals);
     tsr_test_run("multimodal models", test_multimodal);
     char cmd[128];

@@ -102,6 +102,9 @@ struct server {
     char name[128];
     long created;
     atomic_ulong next_id;
+    atomic_int in_flight;     /* requests begun and not yet completed (answer sent or failed) */
+    atomic_ullong body_bytes; /* request bodies buffered now, all connections together */
+    uint64_t body_budget;
 
     pthread_mutex_t mmu; /* metrics */
     uint64_t by_status[600];
@@ -527,12 +530,20 @@ static void *loader_main(void *arg) {
 /* ---- HTTP helpers -------------------------------------------------------------------- */
 
 typedef struct conn_ctx {
+    server *sv;
     char *body;
-    size_t len, cap;
+    size_t len, cap; /* cap bytes are counted in sv->body_bytes */
     int too_large;
     int answered;
     double t0;
 } conn_ctx;
+
+static void body_release(conn_ctx *cx) {
+    atomic_fetch_sub(&cx->sv->body_bytes, (unsigned long long)cx->cap);
+    free(cx->body);
+    cx->body = NULL;
+    cx->len = cx->cap = 0;
+}
 
 static enum MHD_Result send_body(server *sv, struct MHD_Connection *c, int status,
                                  const char *ctype, char *body, const char *retry_after,
@@ -733,8 +744,7 @@ static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, co
         job_unref(j);
         return send_error(sv, c, &e, NULL);
     }
-    free(cx->body);
-    cx->body = NULL;
+    body_release(cx);
 
     /* Media decoding and preprocessing happen here, before the request takes a slot. */
     tsr_media *media = calloc(j->req.n_media ? j->req.n_media : 1, sizeof *media);
@@ -979,7 +989,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cx = calloc(1, sizeof *cx);
         if (!cx) return MHD_NO;
         cx->t0 = now_s();
+        cx->sv = sv;
         *con_cls = cx;
+        atomic_fetch_add(&sv->in_flight, 1);
         if (is_chat && is_post) {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -995,16 +1007,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         size_t n = *upload_size;
         if (!is_chat || !is_post || cx->len + n > sv->o.max_body) {
             cx->too_large = is_chat && is_post;
-            free(cx->body);
-            cx->body = NULL;
-            cx->len = cx->cap = 0;
+            body_release(cx);
         } else {
             if (cx->len + n > cx->cap) {
                 size_t cap = cx->cap ? cx->cap : 16384;
                 while (cap < cx->len + n) cap *= 2;
                 if (cap > sv->o.max_body) cap = (size_t)sv->o.max_body;
+                /* Bodies buffered by all connections together stay under a budget. */
+                unsigned long long more = (unsigned long long)(cap - cx->cap);
+                if (atomic_fetch_add(&sv->body_bytes, more) + more > sv->body_budget) {
+                    atomic_fetch_sub(&sv->body_bytes, more);
+                    body_release(cx);
+                    cx->answered = 1;
+                    return fail(sv, c, 503, "server_busy", NULL,
+                                "too many large request bodies are being received; retry shortly");
+                }
                 char *nb = realloc(cx->body, cap);
                 if (!nb) {
+                    atomic_fetch_sub(&sv->body_bytes, more);
                     cx->answered = 1;
                     return fail(sv, c, 500, "out_of_memory", NULL, "out of memory for the body");
                 }
@@ -1070,7 +1090,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)c;
     (void)toe;
     if (!cx) return;
-    free(cx->body);
+    atomic_fetch_sub(&cx->sv->in_flight, 1);
+    body_release(cx);
     free(cx);
     *con_cls = NULL;
 }
@@ -1165,6 +1186,12 @@ static void shutdown_server(server *sv) {
     pthread_mutex_unlock(&sv->mu);
     for (int i = 0; i < sv->o.parallel; i++)
         if (sv->slots[i].started) pthread_join(sv->slots[i].thread, NULL);
+    /* Every job is finished; let the answers (stream tails, [DONE]) reach their clients
+     * before the connections are closed. */
+    for (double until2 = now_s() + 5; atomic_load(&sv->in_flight) > 0 && now_s() < until2;) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     if (sv->daemon) MHD_stop_daemon(sv->daemon);
     sv->daemon = NULL;
 }
@@ -1253,6 +1280,8 @@ int tsr_cli_serve(int argc, char **argv) {
     server *sv = calloc(1, sizeof *sv);
     if (!sv) return 1;
     sv->o = o;
+    /* Four bodies of the largest size, or 256 MiB, whichever is more. */
+    sv->body_budget = o.max_body * 4 > (256u << 20) ? o.max_body * 4 : (256u << 20);
     pthread_mutex_init(&sv->mu, NULL);
     pthread_cond_init(&sv->cv, NULL);
     pthread_mutex_init(&sv->mmu, NULL);
