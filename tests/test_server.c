@@ -935,6 +935,26 @@ static void serve_media_model(const char *dir, const char *name) {
             http_free(&r);
             r = post(&s, st1);
             free(check_stream(name, &r, 0));
+            /* A JPEG whose header is fine and whose scan data is cut: the decoder's error,
+             * naming the part. */
+            size_t jl = 0;
+            uint8_t *jpg = tsr_test_read(tsr_test_fixture("../../assets/sample.jpg"), &jl);
+            if (jpg && jl > 30000) {
+                char *jb = b64(jpg, 30000);
+                sbuf b = {0};
+                sb_add(&b, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"x\"},"
+                           "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,");
+                sb_add(&b, png);
+                sb_add(&b, "\"}},{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/jpeg;base64,");
+                sb_add(&b, jb);
+                sb_add(&b, "\"}}]}]}");
+                http_res t = post(&s, b.s);
+                check_error(name, &t, 400, "messages[0].content[2].image_url.url", "invalid_media");
+                http_free(&t);
+                free(b.s);
+                free(jb);
+            }
+            free(jpg);
             http_res m = http(&s, "GET", "/metrics", NULL, NULL, 0, NULL);
             CHECK_MSG(!strstr(m.body, "tessera_image_encode_seconds_count 0\n"),
                       "%s: no image encode time in /metrics", name);

@@ -698,7 +698,7 @@ static void processor_error(const job *j, tsr_status st, const tsr_error *err, t
         if (i < j->req.n_media) param = j->req.media[i].param;
     }
     int http = tsr_srv_http_status(st);
-    const char *code = "invalid_request";
+    const char *code = m ? "invalid_media" : "invalid_request";
     if (st == TSR_ERR_UNSUPPORTED) {
         /* Media the model cannot take is the request's fault. */
         if (j->req.n_media && m) http = 400, code = "unsupported_media";
