@@ -163,6 +163,16 @@ void tsr_session_reset(tsr_session *s) {
 
 const tsr_model *tsr__session_model(const tsr_session *s) { return s->m; }
 tsr__pool *tsr__session_pool(tsr_session *s) { return s ? s->pool : NULL; }
+
+tsr_status tsr__session_truncate(tsr_session *s, int64_t n, tsr_error *err) {
+    if (!s || n < 0 || n > s->n_past)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "cannot keep %lld of %lld cached positions",
+                        (long long)n, (long long)(s ? s->n_past : 0));
+    s->n_past = n;
+    s->pos_next = n;
+    s->has_logits = 0;
+    return TSR_OK;
+}
 int64_t tsr_session_n_past(const tsr_session *s) { return s ? s->n_past : 0; }
 int64_t tsr_session_n_ctx(const tsr_session *s) { return s ? s->n_ctx : 0; }
 const float *tsr_session_logits(const tsr_session *s) {

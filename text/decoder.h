@@ -94,6 +94,9 @@ struct tsr_model {
 const tsr_model *tsr__session_model(const tsr_session *s);
 /* The session's worker threads (NULL for a NULL session: the caller's thread only). */
 tsr__pool *tsr__session_pool(tsr_session *s);
+/* Keeps the first n positions of the KV cache (n <= n_past); the next tokens without explicit
+ * position ids take RoPE positions from n on. MLlama cross-attention states are kept. */
+tsr_status tsr__session_truncate(tsr_session *s, int64_t n, tsr_error *err);
 
 /* RoPE inverse frequencies as transformers computes them (float32), into inv_freq[head_dim/2]. */
 void tsr__rope_inv_freq(const tsr__decoder_config *c, float *inv_freq);

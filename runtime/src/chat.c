@@ -3,7 +3,7 @@
  * reused for the longest prefix of prompt ids it already holds. */
 #include <string.h>
 
-#include "tessera_internal.h"
+#include "../../text/decoder.h"
 
 /* One stored media item: encoded bytes, or a decoded image / audio, all owned. */
 typedef struct chat_media {
@@ -389,11 +389,14 @@ tsr_status tsr_chat_generate(tsr_chat *c, const tsr_generate_params *params, cha
         const tsr_embed_span *sp = &full->spans[i];
         if ((int64_t)k > sp->start && (int64_t)k < sp->start + sp->n_tokens) k = (size_t)sp->start;
     }
-    /* The session's cache is extended, never cut: a prompt that departs from it inside the
-     * cached ids is prefilled from the start. */
+    /* A prompt that departs from the cache inside the cached ids keeps the common prefix. */
     if (k < c->n_cache) {
-        forget_cache(c);
-        k = 0;
+        if (k == 0 || tsr__session_truncate(c->s, (int64_t)k, NULL) != TSR_OK) {
+            forget_cache(c);
+            k = 0;
+        } else {
+            c->n_cache = k;
+        }
     }
     tsr_decode_input in;
     st = tsr_prompt_input_from(prompt, (int64_t)k, &in, err);
