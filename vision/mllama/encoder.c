@@ -33,7 +33,7 @@
 #include "tessera_json.h"
 
 #define ML_MAX_INTER 64
-#define ML_QBLOCK 64 /* query rows per attention work item */
+#define ML_QBLOCK 256 /* query rows per attention work item */
 
 typedef struct ml_layer {
     tsr__norm ln1, ln2;
