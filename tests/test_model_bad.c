@@ -222,6 +222,19 @@ static void test_progress_and_args(void) {
     CHECK(tsr_model_load(tsr_test_fixture("decoder/qwen2"), &p, &m, &err) == TSR_ERR_INVALID_ARG);
 }
 
+/* dir holding the qwen2 fixture's config.json and weights (linked), no tokenizer. */
+static void link_weights(const char *dir) {
+    char path[1024], from[1024];
+    mkdir(dir, 0700);
+    const char *src = tsr_test_fixture("decoder/qwen2");
+    const char *files[] = {"config.json", "model.safetensors"};
+    for (int f = 0; f < 2; f++) {
+        snprintf(from, sizeof from, "%s/%s", src, files[f]);
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        CHECK(symlink(from, path) == 0);
+    }
+}
+
 /* generation_config.json's sampling settings become the model's defaults, as generate()
  * applies them: greedy without do_sample, top_k 50 unless set, null means unset. */
 static void test_sampling_defaults(void) {
@@ -240,16 +253,9 @@ static void test_sampling_defaults(void) {
         {"{\"do_sample\": true, \"top_p\": 1.5}", TSR_ERR_FORMAT, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char dir[512], path[1024], from[1024];
+        char dir[512], path[1024];
         snprintf(dir, sizeof dir, "%s/gen%zu", g_tmp, i);
-        mkdir(dir, 0700);
-        const char *src = tsr_test_fixture("decoder/qwen2");
-        const char *files[] = {"config.json", "model.safetensors"};
-        for (int f = 0; f < 2; f++) {
-            snprintf(from, sizeof from, "%s/%s", src, files[f]);
-            snprintf(path, sizeof path, "%s/%s", dir, files[f]);
-            CHECK(symlink(from, path) == 0);
-        }
+        link_weights(dir);
         snprintf(path, sizeof path, "%s/generation_config.json", dir);
         write_file(path, cases[i].gen, strlen(cases[i].gen));
         tsr_error err = {0};
@@ -271,14 +277,19 @@ static void test_sampling_defaults(void) {
 }
 
 #ifdef TSR_ALLOC_FAILPOINTS
+/* Every allocation of model load and session setup failing in turn (the tokenizer's own
+ * walk is in test_tokenizer_bad, so the directory has none). */
 static void test_alloc_failures(void) {
     int saw_ok = 0;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/alloc", g_tmp);
+    link_weights(dir);
     for (long n = 1; n < 5000 && !saw_ok; n++) {
         tsr_error err = {0};
         tsr_model *m = NULL;
         tsr_session *s = NULL;
         tsr__alloc_failpoint(n);
-        tsr_status st = tsr_model_load(tsr_test_fixture("decoder/qwen2"), NULL, &m, &err);
+        tsr_status st = tsr_model_load(dir, NULL, &m, &err);
         if (!st) st = tsr_session_new(m, NULL, &s, &err);
         tsr__alloc_failpoint(0);
         CHECK_MSG(st == TSR_OK || st == TSR_ERR_OOM, "failpoint %ld: %s %s", n,
@@ -288,6 +299,7 @@ static void test_alloc_failures(void) {
         tsr_model_free(m);
     }
     CHECK(saw_ok);
+    rm_dir(dir);
 }
 #endif
 
