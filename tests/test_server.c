@@ -875,6 +875,51 @@ static void test_shutdown(void) {
     (void)pid;
 }
 
+/* While the model loads the listener is already up: /health, /v1/models and completions are
+ * 503 with Retry-After. The load is held on a FIFO standing in for config.json; released,
+ * it fails (not a regular file) and the server exits 1 naming the reason. */
+static void test_loading(void) {
+    if (!g_have_curl) { tsr_test_skip("curl missing"); return; }
+    char dir[128], path[256], target[512];
+    snprintf(dir, sizeof dir, "%s/slow_model", g_tmp);
+    mkdir(dir, 0700);
+    static const char *files[] = {"generation_config.json", "model.safetensors", "tokenizer.json",
+                                  "tokenizer_config.json", "chat_template.jinja"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        snprintf(target, sizeof target, "%s/%s", text_model(), files[i]);
+        if (symlink(target, path)) perror("symlink");
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (mkfifo(path, 0600)) {
+        tsr_test_skip("mkfifo failed");
+        return;
+    }
+    server_proc s;
+    const char *args[] = {"--model", dir, NULL};
+    if (start_server(&s, args, 0)) {
+        CHECK_MSG(0, "server did not listen");
+        return;
+    }
+    http_res r = http(&s, "GET", "/health", NULL, NULL, 0, NULL);
+    CHECK_MSG(r.status == 503 && strstr(r.body, "loading") && header_has(&r, "Retry-After: 1"),
+              "health while loading: %d %s", r.status, r.body);
+    http_free(&r);
+    r = post(&s, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+    check_error("completion while loading", &r, 503, "-", "model_loading");
+    http_free(&r);
+    r = http(&s, "GET", "/v1/models", NULL, NULL, 0, NULL);
+    check_error("models while loading", &r, 503, "-", "model_loading");
+    http_free(&r);
+    int fd = open(path, O_WRONLY);
+    if (fd >= 0) close(fd);
+    int rc = wait_exit(s.pid, 60);
+    char *log = slurp(s.log, NULL);
+    CHECK_MSG(rc == 1 && strstr(log, "cannot load the model") && strstr(log, "config.json"),
+              "failed load: exit %d: %s", rc, log);
+    free(log);
+}
+
 /* Binding beyond loopback needs a key; bad flags are usage errors. */
 static void test_startup_refusals(void) {
     const char *cli = getenv("TSR_CLI");
@@ -1025,6 +1070,7 @@ int main(void) {
     tsr_test_run("API key and queue", test_key_and_queue);
     tsr_test_run("deadlines", test_deadline_and_shutdown);
     tsr_test_run("shutdown during streams", test_shutdown);
+    tsr_test_run("model loading", test_loading);
     tsr_test_run("startup refusals", test_startup_refusals);
     tsr_test_run("multimodal models", test_multimodal);
     char cmd[128];
