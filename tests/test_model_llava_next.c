@@ -163,6 +163,13 @@ static void check_case(tsr_model *model, tsr_session *s, const cJSON *c, const c
     tsr_prompt_free(p);
 }
 
+static const cJSON *find_case(const char *name) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g_cases, "cases"))
+        if (!strcmp(cJSON_GetObjectItem(c, "name")->valuestring, name)) return c;
+    return NULL;
+}
+
 static void test_cases(void) {
     const cJSON *c;
     int n = 0;
@@ -182,6 +189,7 @@ typedef struct ckpt_edit {
     edit_kind kind;
     const char *target; /* hub name of the tensor to drop / reshape */
     const char *config_from, *config_to; /* replaces text in config.json (may be NULL) */
+    tsr_safetensors *swap; /* tensors taken from here instead when present (may be NULL) */
 } ckpt_edit;
 
 static char *t5_name(const char *hub) {
@@ -250,7 +258,11 @@ static int write_model(const char *dir, const ckpt_edit *e) {
     for (int64_t i = 0; ok && i < n; i++) {
         const char *nm = tsr_safetensors_name(st, i);
         if (e->kind == EDIT_DROP && !strcmp(nm, e->target)) continue;
-        ok = tsr_safetensors_get(st, nm, &ts[k], &err) == TSR_OK;
+        tsr_tensor alt;
+        if (e->swap && tsr_safetensors_get(e->swap, nm, &alt, &err) == TSR_OK)
+            ts[k] = alt;
+        else
+            ok = tsr_safetensors_get(st, nm, &ts[k], &err) == TSR_OK;
         if (ok && e->kind == EDIT_RESHAPE && !strcmp(nm, e->target) && ts[k].ndim == 2 &&
             ts[k].shape[1] % 2 == 0) { /* [r, c] -> [2r, c/2]: same bytes, wrong shape */
             ts[k].shape[0] *= 2;
@@ -297,7 +309,7 @@ static const char *tmp_model(const char *tag) {
  * lm_head.*) gives the same numbers. */
 static void test_transformers5_names(void) {
     const char *dir = tmp_model("t5");
-    ckpt_edit e = {1, EDIT_NONE, NULL, NULL, NULL};
+    ckpt_edit e = {1, EDIT_NONE, NULL, NULL, NULL, NULL};
     CHECK(write_model(dir, &e));
     tsr_error err = {0};
     tsr_model *m = NULL;
@@ -317,6 +329,52 @@ static void test_transformers5_names(void) {
     remove_model(dir);
 }
 
+/* The encoder's tensors stored in 16 bits (tower F16, projector and image_newline BF16), as
+ * the hub checkpoints are: the features match transformers on the same rounded weights. */
+static void test_16bit_weights(void) {
+    tsr_error err = {0};
+    tsr_safetensors *low = NULL;
+    CHECK_OK(tsr_test_open_safetensors(tsr_test_fixture(DIR_REL "/vision_16bit.safetensors"),
+                                       &low, &err), &err);
+    if (!low) return;
+    const char *dir = tmp_model("16bit");
+    ckpt_edit e = {0, EDIT_NONE, NULL, NULL, NULL, low};
+    CHECK(write_model(dir, &e));
+    tsr_model *m = NULL;
+    tsr_session *s = NULL;
+    tsr_session_params sp = tsr_session_params_default();
+    sp.n_threads = 2;
+    CHECK_OK(tsr_model_load(dir, NULL, &m, &err), &err);
+    if (m) CHECK_OK(tsr_session_new(m, &sp, &s, &err), &err);
+    /* one_image without a session (one thread: the 16-bit rows are widened per dot product),
+     * three_images_mixed on two threads (widened in slabs into the pool scratch) */
+    static const char *const names[] = {"one_image", "three_images_mixed"};
+    for (size_t i = 0; m && i < 2; i++) {
+        const cJSON *c = find_case(names[i]);
+        tsr_tensor_list *in = NULL;
+        tsr_prompt *p = NULL;
+        tsr_tensor ev;
+        CHECK(c != NULL);
+        if (c) CHECK_OK(run_processor(m, c, &in, &err), &err);
+        if (in) CHECK_OK(tsr_prompt_new(m, i ? s : NULL, in, &p, &err), &err);
+        const tsr_tensor *want = expected(names[i], "embeds_16bit", &ev);
+        CHECK(want != NULL);
+        if (p && want) {
+            double d = tsr_test_compare_tensor(names[i], "embeds (16-bit encoder weights)",
+                                               tsr_tensor_list_get(tsr_prompt_tensors(p), "embeds"),
+                                               want, TOL);
+            printf("  %s, F16 tower + BF16 projector, %s: embeds max|d| %.3g\n", names[i],
+                   i ? "2 threads" : "no session", d);
+        }
+        tsr_prompt_free(p);
+        tsr_tensor_list_free(in);
+    }
+    tsr_session_free(s);
+    tsr_model_free(m);
+    remove_model(dir);
+    tsr_test_close_safetensors(low);
+}
+
 static void expect_load_error(const char *tag, const ckpt_edit *e, tsr_status want,
                               const char *needle) {
     const char *dir = tmp_model(tag);
@@ -333,18 +391,18 @@ static void expect_load_error(const char *tag, const ckpt_edit *e, tsr_status wa
 
 static void test_bad_checkpoints(void) {
     const char *fc2 = "vision_tower.vision_model.encoder.layers.1.mlp.fc2.weight";
-    ckpt_edit drop = {0, EDIT_DROP, fc2, NULL, NULL};
+    ckpt_edit drop = {0, EDIT_DROP, fc2, NULL, NULL, NULL};
     expect_load_error("missing_tensor", &drop, TSR_ERR_FORMAT, fc2);
     const char *l1 = "multi_modal_projector.linear_1.weight";
-    ckpt_edit reshape = {0, EDIT_RESHAPE, l1, NULL, NULL};
+    ckpt_edit reshape = {0, EDIT_RESHAPE, l1, NULL, NULL, NULL};
     expect_load_error("wrong_shape", &reshape, TSR_ERR_SHAPE, l1);
-    ckpt_edit t5drop = {1, EDIT_DROP, "image_newline", NULL, NULL};
+    ckpt_edit t5drop = {1, EDIT_DROP, "image_newline", NULL, NULL, NULL};
     expect_load_error("missing_newline_t5", &t5drop, TSR_ERR_FORMAT, "image_newline");
     ckpt_edit layer = {0, EDIT_NONE, NULL, "\"vision_feature_layer\": -2",
-                       "\"vision_feature_layer\": 7"};
+                       "\"vision_feature_layer\": 7", NULL};
     expect_load_error("feature_layer_out_of_range", &layer, TSR_ERR_FORMAT, "vision_feature_layer");
     ckpt_edit full = {0, EDIT_NONE, NULL, "\"vision_feature_select_strategy\": \"default\"",
-                      "\"vision_feature_select_strategy\": \"spatial\""};
+                      "\"vision_feature_select_strategy\": \"spatial\"", NULL};
     expect_load_error("bad_strategy", &full, TSR_ERR_FORMAT, "vision_feature_select_strategy");
 }
 
@@ -378,13 +436,6 @@ static void expect_prompt_error(const char *what, const tsr_tensor_list *in, tsr
               tsr_status_name(want), n1, n2 ? " and " : "", n2 ? n2 : "");
     printf("  %s: %s: %s\n", what, tsr_status_name(st), err.message);
     tsr_prompt_free(p);
-}
-
-static const cJSON *find_case(const char *name) {
-    const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g_cases, "cases"))
-        if (!strcmp(cJSON_GetObjectItem(c, "name")->valuestring, name)) return c;
-    return NULL;
 }
 
 /* One image: pixel_values as 4-D [patches, 3, H, W] (the other layout get_image_features
@@ -508,6 +559,7 @@ int main(void) {
         tsr_test_run("llava_next_bad_inputs", test_bad_inputs);
         if (have_tmp) {
             tsr_test_run("llava_next_transformers5_names", test_transformers5_names);
+            tsr_test_run("llava_next_16bit_weights", test_16bit_weights);
             tsr_test_run("llava_next_bad_checkpoints", test_bad_checkpoints);
         }
     }

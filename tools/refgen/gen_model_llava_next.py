@@ -18,18 +18,26 @@ models/llava_next/cases.json    {"reference", "n_greedy", "cases": [{"name", "pr
                                  rendered prompt with its <image> placeholders),
                                  "add_special_tokens", "media": [files of
                                  pipeline/media], "n_image_tokens"}]}
-models/llava_next/expected.safetensors, per case <name>:
+models/llava_next/vision_16bit.safetensors.gz   the encoder's tensors (hub names) as 16-bit
+                                checkpoints store them: the tower in F16, multi_modal_projector
+                                and image_newline in BF16 (the tests swap them in)
+models/llava_next/expected.safetensors.gz, per case <name>:
   <name>.input_ids  I64 [T]        the processor's ids
   <name>.embeds     F32 [N, 64]    the packed image features (base tile, then the unpadded
                                    anyres grid with image_newline per row, per image in order:
                                    the rows that replace the <image> tokens); absent without
                                    images
   <name>.logits     F32 [V]        logits of the last prompt position (prefill)
+  <name>.embeds_16bit F32 [N, 64] (one_image, three_images_mixed) the same with the encoder's
+                                   tensors of vision_16bit.safetensors
   <name>.greedy     I32 [32]       greedy ids: the argmax of the last position's logits,
                                    appended and run again, 32 times; EOS does not stop it
                                    (what a generate() with EOS ignored returns)
 Everything runs in float32 with eager attention.
 """
+import copy
+import gzip
+import io
 import json
 import os
 import shutil
@@ -38,7 +46,7 @@ import sys
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
 from transformers import (AutoTokenizer, CLIPVisionConfig, LlavaNextConfig,
                           LlavaNextForConditionalGeneration, MistralConfig)
 from transformers.processing_utils import ProcessorMixin
@@ -76,6 +84,16 @@ def dump(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f, indent=1)
         f.write("\n")
+
+
+def save_gz(tensors, path):
+    """path.gz, as tools/refgen/compress_fixtures.py writes them (the tests read either)."""
+    data = save(tensors)
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=buf, mtime=0) as gz:
+        gz.write(data)
+    with open(path + ".gz", "wb") as f:
+        f.write(buf.getvalue())
 
 
 def hub_name(k):
@@ -183,7 +201,30 @@ def main():
         cases.append({"name": name, "prompt": prompt, "add_special_tokens": True,
                       "media": images, "n_image_tokens": n_img})
         print(f"  {name}: {ids.shape[1]} ids, {n_img} image rows, greedy {greedy[:6]}...")
-    save_file(expected, os.path.join(OUT, "expected.safetensors"))
+    # The encoder's tensors as 16-bit checkpoints store them (tower F16, projector and
+    # image_newline BF16); transformers loads them into float32 (dtype=float32) and computes
+    # in float32, i.e. the rounded weights.
+    low = {}
+    for k, v in sd.items():
+        if k.startswith("vision_tower."):
+            low[k] = v.to(torch.float16).contiguous()
+        elif k.startswith(("multi_modal_projector.", "image_newline")):
+            low[k] = v.to(torch.bfloat16).contiguous()
+    save_gz(low, os.path.join(OUT, "vision_16bit.safetensors"))
+    rounded = copy.deepcopy(model)
+    rounded.load_state_dict({k: (low[hub_name(k)].float() if hub_name(k) in low else v)
+                             for k, v in model.state_dict().items()})
+    for name, prompt, images in CASES:
+        if name not in ("one_image", "three_images_mixed"):
+            continue
+        pil = [Image.open(os.path.join(MEDIA, f)) for f in images]
+        out = proc(text=prompt, images=pil, return_tensors="pt")
+        with torch.no_grad():
+            feats = rounded.model.get_image_features(pixel_values=out["pixel_values"],
+                                                     image_sizes=out["image_sizes"],
+                                                     return_dict=True).pooler_output
+        expected[f"{name}.embeds_16bit"] = torch.cat(list(feats), 0).float().contiguous()
+    save_gz(expected, os.path.join(OUT, "expected.safetensors"))
     dump(os.path.join(OUT, "cases.json"), {
         "reference": "transformers " + __import__("transformers").__version__,
         "n_greedy": N_GREEDY, "cases": cases})
