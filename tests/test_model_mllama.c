@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "tessera_internal.h"
 
 #define N_GREEDY 32
 #define MAX_MEDIA 8
@@ -498,6 +499,31 @@ static void test_masked_tiles(void) {
     tsr_model_free(m);
 }
 
+#ifdef TSR_ALLOC_FAILPOINTS
+/* Every allocation of tsr_prompt_new (the vision encoder's included) failing in turn gives a
+ * clean OOM, no leak, and the run after it succeeds. */
+static void test_encode_oom(void) {
+    tsr_model *m = load_model(tsr_test_fixture("models/mllama/model"));
+    tsr_tensor_list *in = m ? process(m, find_case("two_images")) : NULL;
+    int saw_ok = 0;
+    for (long n = 1; in && n < 400 && !saw_ok; n++) {
+        tsr_error err = {0};
+        tsr_prompt *p = NULL;
+        tsr__alloc_failpoint(n);
+        tsr_status st = tsr_prompt_new(m, NULL, in, &p, &err);
+        tsr__alloc_failpoint(0);
+        CHECK_MSG(st == TSR_OK || st == TSR_ERR_OOM, "failpoint %ld: %s %s", n,
+                  tsr_status_name(st), err.message);
+        CHECK_MSG(st != TSR_OK || p, "failpoint %ld: no prompt", n);
+        saw_ok = st == TSR_OK;
+        tsr_prompt_free(p);
+    }
+    CHECK(saw_ok);
+    tsr_tensor_list_free(in);
+    tsr_model_free(m);
+}
+#endif
+
 int main(void) {
     size_t len;
     char *text = (char *)tsr_test_read(tsr_test_fixture("models/mllama/cases.json"), &len);
@@ -518,6 +544,9 @@ int main(void) {
     tsr_test_run("transformers5_names", test_transformers5_names);
     tsr_test_run("bad_checkpoint", test_bad_checkpoint);
     tsr_test_run("bad_inputs", test_bad_inputs);
+#ifdef TSR_ALLOC_FAILPOINTS
+    tsr_test_run("encode_oom", test_encode_oom);
+#endif
     rmdir(g_tmp);
     tsr_test_close_safetensors(g_exp);
     cJSON_Delete(g_cases);
