@@ -442,6 +442,60 @@ static void test_text(void) {
                       "\"user\":\"u1\"}");
     check_completion("sampling", &a, 9, NULL);
     http_free(&a);
+    /* The same seed samples the same reply. */
+    const char *seeded = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":12,"
+                         "\"temperature\":1,\"top_p\":0.95,\"seed\":42}";
+    a = post(&g_text, seeded);
+    b = post(&g_text, seeded);
+    check_completion("seeded", &a, 12, &ca);
+    check_completion("seeded again", &b, 12, &cb);
+    CHECK_MSG(ca && cb && !strcmp(ca, cb), "same seed, different replies: '%s' vs '%s'", ca, cb);
+    http_free(&a);
+    http_free(&b);
+    free(cb);
+    /* A stop string taken from the greedy reply: the reply ends before its first occurrence. */
+    a = post(&g_text, req);
+    free(ca);
+    ca = NULL;
+    check_completion("greedy", &a, 12, &ca);
+    http_free(&a);
+    size_t at = 0;
+    for (int k = 0; ca && ca[at] && k < 3; k++)
+        do at++; while (ca[at] && ((unsigned char)ca[at] & 0xC0) == 0x80);
+    size_t n = at;
+    if (ca && ca[n]) do n++; while (ca[n] && ((unsigned char)ca[n] & 0xC0) == 0x80);
+    if (ca && n > at) {
+        cJSON *stop = cJSON_CreateString("");
+        char *piece = strndup(ca + at, n - at);
+        cJSON_SetValuestring(stop, piece);
+        char *stop_json = cJSON_PrintUnformatted(stop);
+        char sreq[1024];
+        snprintf(sreq, sizeof sreq,
+                 "{\"model\":\"qwen2-chat\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+                 "{\"role\":\"user\",\"content\":\"Hello there\"}],\"max_tokens\":12,"
+                 "\"temperature\":0,\"seed\":7,\"stop\":%s}", stop_json);
+        a = post(&g_text, sreq);
+        char *cs = NULL;
+        check_completion("stop string", &a, 12, &cs);
+        size_t want = (size_t)(strstr(ca, piece) - ca);
+        CHECK_MSG(cs && strlen(cs) == want && !strncmp(cs, ca, want) && strstr(a.body, "\"finish_reason\":\"stop\""),
+                  "stop %s: got '%s' from '%s'", stop_json, cs ? cs : "", ca);
+        free(cs);
+        http_free(&a);
+        free(stop_json);
+        free(piece);
+        cJSON_Delete(stop);
+    }
+    free(ca);
+    /* A prompt longer than the context (--ctx 512). */
+    sbuf big = {0};
+    sb_add(&big, "{\"messages\":[{\"role\":\"user\",\"content\":\"");
+    for (int i = 0; i < 700; i++) sb_add(&big, "hello ");
+    sb_add(&big, "\"}]}");
+    a = post(&g_text, big.s);
+    check_error("prompt over the context", &a, 400, "messages", "context_length_exceeded");
+    http_free(&a);
+    free(big.s);
 }
 
 static void test_stream(void) {
