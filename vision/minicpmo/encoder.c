@@ -161,23 +161,26 @@ static tsr_status load_resampler(const cJSON *c, tsr__weights *w, int32_t text_d
     r->n_heads = text_dim / 128;
     r->n_query = (int32_t)nq;
     r->has_kv_proj = vision_dim != text_dim;
-    const int64_t qs[2] = {nq, D}, ws[2] = {3 * D, D}, ps[2] = {D, D};
-    const float *in_w = NULL, *in_b = NULL;
+    const int64_t qs[2] = {nq, D}, ps[2] = {D, D};
+    tsr__wmat in_w = {0};
+    const float *in_b = NULL;
     s = tsr__weights_f32(w, "resampler.query", 2, qs, &r->query, err);
     if (!s && r->has_kv_proj)
         s = tsr__linear_load(w, "resampler.kv_proj", vision_dim, D, 0, &r->kv_proj, err);
     if (!s) s = tsr__norm_load(w, "resampler.ln_q", TSR__LAYERNORM, D, 1e-6f, &r->ln_q, err);
     if (!s) s = tsr__norm_load(w, "resampler.ln_kv", TSR__LAYERNORM, D, 1e-6f, &r->ln_kv, err);
     if (!s) s = tsr__norm_load(w, "resampler.ln_post", TSR__LAYERNORM, D, 1e-6f, &r->ln_post, err);
-    if (!s) s = tsr__weights_f32(w, "resampler.attn.in_proj_weight", 2, ws, &in_w, err);
+    if (!s) s = tsr__weights_mat(w, "resampler.attn.in_proj_weight", 3 * D, D, &in_w, err);
     if (!s) s = tsr__weights_vec(w, "resampler.attn.in_proj_bias", 3 * D, &in_b, err);
     if (!s) s = tsr__linear_load(w, "resampler.attn.out_proj", D, D, 1, &r->out, err);
     if (!s) s = tsr__weights_f32(w, "resampler.proj", 2, ps, &r->proj, err);
     if (s) return s;
+    /* q, k, v: row blocks of in_proj_weight, kept as stored */
+    const size_t esz = in_w.type == TSR__W_F32 ? 4 : 2;
     tsr__linear *qkv[3] = {&r->q, &r->k, &r->v};
     for (int i = 0; i < 3; i++) {
-        qkv[i]->w.data = in_w + (size_t)i * (size_t)D * (size_t)D;
-        qkv[i]->w.type = TSR__W_F32;
+        qkv[i]->w.data = (const char *)in_w.data + (size_t)i * (size_t)D * (size_t)D * esz;
+        qkv[i]->w.type = in_w.type;
         qkv[i]->b = in_b + i * D;
         qkv[i]->n_in = qkv[i]->n_out = D;
     }
