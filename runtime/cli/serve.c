@@ -121,6 +121,7 @@ struct job {
     struct MHD_Connection *conn;
     tsr_srv_request req;
     tsr_tensor_list *inputs; /* processor output */
+    char *stop[4];           /* copies of req.stop: the request's JSON is freed once processed */
     int64_t n_prompt;
     double t0, deadline;
     atomic_int cancel;
@@ -165,6 +166,7 @@ static void job_unref(job *j) {
     pthread_mutex_unlock(&j->mu);
     if (!last) return;
     tsr_srv_request_free(&j->req);
+    for (int i = 0; i < 4; i++) free(j->stop[i]);
     tsr_tensor_list_free(j->inputs);
     free(j->buf);
     pthread_mutex_destroy(&j->mu);
@@ -288,6 +290,8 @@ static void job_finish_locked(job *j) {
 }
 
 static void job_fail(job *j, const tsr_srv_error *e) {
+    if (e->http >= 500 && e->http != 503)
+        fprintf(stderr, "tessera serve: %s: %d %s: %s\n", j->id, e->http, e->code, e->message);
     pthread_mutex_lock(&j->mu);
     if (!j->done) {
         j->failed = 1;
@@ -766,11 +770,26 @@ static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, co
         job_unref(j);
         return send_error(sv, c, &e, NULL);
     }
-    /* The encoded bytes are no longer needed; a queued job keeps only the tensors. */
-    for (size_t i = 0; i < j->req.n_media; i++) {
-        free(j->req.media[i].data);
-        j->req.media[i].data = NULL;
+    /* The JSON and the encoded media are no longer needed: a queued job keeps the tensors,
+     * the settings and its stop strings. */
+    for (size_t i = 0; i < j->req.n_stop; i++) {
+        if (!(j->stop[i] = strdup(j->req.stop[i]))) {
+            job_unref(j);
+            return fail(sv, c, 500, "out_of_memory", NULL, "out of memory");
+        }
+        j->req.stop[i] = j->stop[i];
     }
+    for (size_t i = 0; i < j->req.n_media; i++) free(j->req.media[i].data);
+    free(j->req.media);
+    free(j->req.parts);
+    free(j->req.messages);
+    cJSON_Delete(j->req.doc);
+    j->req.media = NULL;
+    j->req.parts = NULL;
+    j->req.messages = NULL;
+    j->req.doc = NULL;
+    j->req.model = NULL;
+    j->req.n_media = j->req.n_parts = j->req.n_messages = 0;
     const tsr_tensor *ids = tsr_tensor_list_get(j->inputs, "input_ids");
     j->n_prompt = ids ? tsr_tensor_numel(ids) : 0;
     if (j->n_prompt >= sv->n_ctx) {
