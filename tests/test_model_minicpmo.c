@@ -355,6 +355,74 @@ static void test_bad_checkpoint(void) {
     remove_variant(dir);
 }
 
+/* dir/config.json with "chunk_input" set to false (the audio of each piece fills one bound). */
+static int set_chunk_input_false(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    size_t len;
+    char *text = (char *)tsr_test_read(path, &len);
+    cJSON *c = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    if (!c) return 0;
+    cJSON_DeleteItemFromObject(c, "chunk_input");
+    cJSON_AddBoolToObject(c, "chunk_input", 0);
+    char *out = cJSON_Print(c);
+    cJSON_Delete(c);
+    FILE *f = out ? fopen(path, "wb") : NULL;
+    int ok = f && fwrite(out, 1, strlen(out), f) == strlen(out);
+    if (f && fclose(f)) ok = 0;
+    free(out);
+    return ok;
+}
+
+/* Without chunk_input (config.json), the processor writes one placeholder run per audio piece
+ * and the encoder fills each audio_bounds range with its piece: the 5 s clip gives the rows
+ * of the chunked reference in one range. A chunked processor output (five ranges for the one
+ * piece) is refused, as get_omni_embedding refuses it. */
+static void test_unchunked(void) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/unchunked", g_tmp);
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK(write_variant(dir, NULL, NULL) && set_chunk_input_false(dir));
+    tsr_model *m = load_model(dir), *m0 = load_model(tsr_test_fixture(MODEL));
+    const cJSON *c = find_case("audio_5s");
+    CHECK(c != NULL);
+    tsr_tensor_list *in = m && c ? process(m, c) : NULL;
+    tsr_tensor_list *in0 = m0 && c ? process(m0, c) : NULL;
+    tsr_error err = {0};
+    tsr_prompt *p = NULL;
+    tsr_tensor w;
+    if (in) {
+        const tsr_tensor *ab = tsr_tensor_list_get(in, "audio_bounds");
+        CHECK_MSG(ab && ab->ndim == 2 && ab->shape[0] == 1, "unchunked: one audio range expected");
+        tsr_status st = tsr_prompt_new(m, NULL, in, &p, &err);
+        CHECK_MSG(st == TSR_OK, "unchunked: tsr_prompt_new: %s: %s", tsr_status_name(st),
+                  err.message);
+        if (!st && want(g_exp, "audio_5s", "embeds", &w)) {
+            double d = tsr_test_compare_tensor("minicpmo/audio_5s unchunked", "embeds",
+                                               tsr_tensor_list_get(tsr_prompt_tensors(p), "embeds"),
+                                               &w, TOL);
+            printf("minicpmo/audio_5s unchunked: embeds max abs diff %.3g\n", d);
+        }
+        tsr_prompt_free(p);
+        p = NULL;
+    }
+    if (in0) {
+        tsr_status st = tsr_prompt_new(m, NULL, in0, &p, &err);
+        CHECK_MSG(st == TSR_ERR_SHAPE && !p && strstr(err.message, "audio_bounds") &&
+                      strstr(err.message, "audio_features"),
+                  "chunked ranges, unchunked model: got %s (%s), expected SHAPE naming "
+                  "audio_bounds and audio_features", tsr_status_name(st), err.message);
+        printf("chunked ranges, unchunked model: %s: %s\n", tsr_status_name(st), err.message);
+        tsr_prompt_free(p);
+    }
+    tsr_tensor_list_free(in);
+    tsr_tensor_list_free(in0);
+    tsr_model_free(m);
+    tsr_model_free(m0);
+    remove_variant(dir);
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* Bad processor outputs                                                                */
 /* ---------------------------------------------------------------------------------- */
@@ -474,6 +542,7 @@ int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/tsr_model_minicpmo_XXXXXX");
     if (!mkdtemp(g_tmp)) return 1;
     tsr_test_run("parity", test_parity);
+    tsr_test_run("unchunked", test_unchunked);
     tsr_test_run("bad_checkpoint", test_bad_checkpoint);
     tsr_test_run("bad_inputs", test_bad_inputs);
     rmdir(g_tmp);
