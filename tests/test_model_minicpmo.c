@@ -493,6 +493,11 @@ static void test_bad_inputs(void) {
         expect_prompt_error(m, "tgt_sizes against pixel_values",
                             variant(in, "tgt_sizes", 2, tgt->shape, 1), TSR_ERR_SHAPE,
                             "pixel_values.0", "tgt_sizes");
+        expect_prompt_error(m, "tgt_sizes of zero patches", variant(in, "tgt_sizes", 2, tgt->shape, 0),
+                            TSR_ERR_SHAPE, "tgt_sizes", NULL);
+        expect_prompt_error(m, "tgt_sizes of 3 columns",
+                            variant(in, "tgt_sizes", 2, (int64_t[]){tgt->shape[0], 3}, -1),
+                            TSR_ERR_SHAPE, "tgt_sizes", NULL);
         /* one slice fewer than pixel_values.<i> */
         expect_prompt_error(m, "tgt_sizes against the slices",
                             variant(in, "tgt_sizes", 2, (int64_t[]){tgt->shape[0] - 1, 2}, -1),
