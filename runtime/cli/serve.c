@@ -91,6 +91,8 @@ struct server {
     job *q_head, *q_tail;
     int q_len;
     int busy;
+    int prep_busy; /* requests decoding and preprocessing media now */
+    int prep_max;
     char load_error[TSR_ERROR_MSG_MAX + 64];
     pthread_t loader;
 
@@ -761,10 +763,35 @@ static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, co
         media[i].data = j->req.media[i].data;
         media[i].len = j->req.media[i].len;
     }
+    /* Decoded media can be large: at most prep_max requests decode and preprocess at once. */
+    int waited_out = 0;
+    if (j->req.n_media) {
+        pthread_mutex_lock(&sv->mu);
+        while (sv->prep_busy >= sv->prep_max && !sv->draining && !waited_out) {
+            struct timespec ts;
+            abs_after(&ts, 0.05);
+            pthread_cond_timedwait(&sv->cv, &sv->mu, &ts);
+            if (j->deadline > 0 && now_s() > j->deadline) waited_out = 1;
+        }
+        if (!waited_out) sv->prep_busy++;
+        pthread_mutex_unlock(&sv->mu);
+    }
+    if (waited_out) {
+        free(media);
+        job_unref(j);
+        return fail(sv, c, 503, "timeout", NULL,
+                    "the request waited longer than --timeout for media decoding");
+    }
     tsr_error err = {0};
     tsr_status st = tsr_processor_run_chat(sv->proc, j->req.messages, j->req.n_messages, media,
                                            j->req.n_media, &j->inputs, &err);
     free(media);
+    if (j->req.n_media) {
+        pthread_mutex_lock(&sv->mu);
+        sv->prep_busy--;
+        pthread_cond_broadcast(&sv->cv);
+        pthread_mutex_unlock(&sv->mu);
+    }
     if (st) {
         processor_error(j, st, &err, &e);
         job_unref(j);
@@ -1299,6 +1326,8 @@ int tsr_cli_serve(int argc, char **argv) {
     server *sv = calloc(1, sizeof *sv);
     if (!sv) return 1;
     sv->o = o;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    sv->prep_max = cpus > 2 ? (int)cpus : 2;
     /* Four bodies of the largest size, or 256 MiB, whichever is more. */
     sv->body_budget = o.max_body * 4 > (256u << 20) ? o.max_body * 4 : (256u << 20);
     pthread_mutex_init(&sv->mu, NULL);
