@@ -1,8 +1,8 @@
 /* Load generator for tessera serve (run by tools/bench/load_server.sh).
- *   load_client PORT CLIENTS SECONDS [DISCONNECT_PERCENT] [MAX_TOKENS]
+ *   load_client PORT CLIENTS SECONDS [DISCONNECT_PERCENT] [MAX_TOKENS] [IMAGE.png]
  * CLIENTS threads send POST /v1/chat/completions over loopback for SECONDS: every other
  * request streams; DISCONNECT_PERCENT of the streaming ones hang up after the first bytes of
- * the body. Prints one line: requests by status, disconnects, p50/p99/max latency of the
+ * the body; with IMAGE, every third request carries it as a data: URI. Prints one line: requests by status, disconnects, p50/p99/max latency of the
  * completed requests (ms), and "unexpected_5xx" (5xx other than 503). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,6 +14,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+static char *g_image_uri; /* "data:image/png;base64,..." or NULL */
 
 typedef struct worker {
     int id;
@@ -66,24 +68,44 @@ static int send_all(int fd, const char *s, size_t n) {
 static int one_request(worker *w, int stream, int hangup) {
     static const char *prompts[] = {"Hello", "Tell me a story about a lighthouse.",
                                     "List three colours.", "What is two plus two?"};
-    char body[512], req[1024];
-    int n = snprintf(body, sizeof body,
+    const char *img = g_image_uri && rand_r(&w->seed) % 3 == 0 ? g_image_uri : NULL;
+    size_t cap = 1024 + (img ? strlen(img) : 0);
+    char *body = malloc(cap), *req = malloc(cap + 256);
+    if (!body || !req) {
+        free(body);
+        free(req);
+        return 0;
+    }
+    int n;
+    if (img)
+        n = snprintf(body, cap,
+                     "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
+                     "\"image_url\":{\"url\":\"%s\"}},{\"type\":\"text\",\"text\":\"%s\"}]}],"
+                     "\"max_tokens\":%d,\"temperature\":0.8,\"seed\":%u%s}",
+                     img, prompts[rand_r(&w->seed) % 4], w->max_tokens, rand_r(&w->seed),
+                     stream ? ",\"stream\":true,\"stream_options\":{\"include_usage\":true}" : "");
+    else
+        n = snprintf(body, cap,
                      "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":%d,"
                      "\"temperature\":0.8,\"seed\":%u%s}",
                      prompts[rand_r(&w->seed) % 4], w->max_tokens, rand_r(&w->seed),
                      stream ? ",\"stream\":true,\"stream_options\":{\"include_usage\":true}" : "");
-    int m = snprintf(req, sizeof req,
+    int m = snprintf(req, cap + 256,
                      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      "Content-Type: application/json\r\nContent-Length: %d\r\n"
                      "Connection: close\r\n\r\n%s",
                      n, body);
+    free(body);
     int fd = connect_to(w->port);
     if (fd < 0) {
+        free(req);
         w->failed_connect++;
         return 0;
     }
     int status = 0;
-    if (send_all(fd, req, (size_t)m) == 0) {
+    int sent = send_all(fd, req, (size_t)m);
+    free(req);
+    if (sent == 0) {
         char buf[8192];
         size_t got = 0;
         for (;;) {
@@ -136,6 +158,29 @@ int main(int argc, char **argv) {
     double seconds = atof(argv[3]);
     int pct = argc > 4 ? atoi(argv[4]) : 20, max_tokens = argc > 5 ? atoi(argv[5]) : 32;
     if (port <= 0 || clients <= 0 || clients > 1024 || seconds <= 0) return 2;
+    if (argc > 6) {
+        FILE *f = fopen(argv[6], "rb");
+        if (!f) {
+            perror(argv[6]);
+            return 2;
+        }
+        static unsigned char data[1 << 20];
+        size_t len = fread(data, 1, sizeof data, f);
+        fclose(f);
+        static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *mime = len > 2 && data[0] == 0xFF && data[1] == 0xD8 ? "image/jpeg" : "image/png";
+        g_image_uri = malloc(32 + (len + 2) / 3 * 4);
+        size_t k = (size_t)sprintf(g_image_uri, "data:%s;base64,", mime);
+        for (size_t i = 0; i < len; i += 3) {
+            unsigned v = (unsigned)data[i] << 16 | (i + 1 < len ? (unsigned)data[i + 1] << 8 : 0) |
+                         (i + 2 < len ? data[i + 2] : 0);
+            g_image_uri[k++] = t[v >> 18];
+            g_image_uri[k++] = t[(v >> 12) & 63];
+            g_image_uri[k++] = i + 1 < len ? t[(v >> 6) & 63] : '=';
+            g_image_uri[k++] = i + 2 < len ? t[v & 63] : '=';
+        }
+        g_image_uri[k] = 0;
+    }
     worker *ws = calloc((size_t)clients, sizeof *ws);
     pthread_t *th = calloc((size_t)clients, sizeof *th);
     double until = now_s() + seconds;
@@ -177,5 +222,6 @@ int main(int argc, char **argv) {
     free(lat);
     free(ws);
     free(th);
+    free(g_image_uri);
     return unexpected ? 1 : 0;
 }

@@ -4,8 +4,9 @@
 #
 #   tools/bench/load_server.sh                      # 5 rounds x 20 s, 32 clients
 #   ROUNDS=3 SECONDS_PER_ROUND=10 CLIENTS=64 PARALLEL=2 QUEUE=16 DISCONNECT=30 \
-#     MODEL=assets/qwen2-vl-tiny tools/bench/load_server.sh
+#     MODEL=assets/qwen2-vl-tiny IMAGE=assets/sample.png tools/bench/load_server.sh
 #
+# IMAGE (for a model that takes images): every third request carries it as a data: URI.
 # Builds tessera and load_client in build/ (Release; BUILD=dir to change). Per round prints the
 # requests by status, p50 / p99 / max latency of completed requests, and the server's RSS
 # sampled after the round. Fails (exit 1) on any 5xx other than the deliberate 503 (queue full),
@@ -25,6 +26,7 @@ disc=${DISCONNECT:-20}
 max_tokens=${MAX_TOKENS:-32}
 growth=${GROWTH_KB:-20480}
 model=${MODEL:-$root/tests/fixtures/server/qwen2-chat}
+image=${IMAGE:-}
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j2 --target tessera_cli load_client >/dev/null
 log=$(mktemp)
@@ -40,13 +42,13 @@ for _ in $(seq 1 600); do
 done
 [ -n "$port" ] || { cat "$log"; echo "load_server.sh: the server did not start" >&2; exit 1; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
-echo "model $model, $clients clients, $parallel slots, queue $queue, $disc% of streams hang up, $secs s x $rounds rounds"
+echo "model $model${image:+ (every third request with $image)}, $clients clients, $parallel slots, queue $queue, $disc% of streams hang up, $secs s x $rounds rounds"
 echo "server RSS at start: $(rss) kB"
 fail=0
 base=""
 r=1
 while [ "$r" -le "$rounds" ]; do
-  out=$("$build/load_client" "$port" "$clients" "$secs" "$disc" "$max_tokens") || fail=1
+  out=$("$build/load_client" "$port" "$clients" "$secs" "$disc" "$max_tokens" $image) || fail=1
   kill -0 $pid 2>/dev/null || { cat "$log"; echo "load_server.sh: the server died" >&2; exit 1; }
   sleep 0.5
   now=$(rss)
