@@ -272,10 +272,10 @@ static int start_server(server_proc *s, const char *const *args, int wait_ready)
     return -1;
 }
 
-/* SIGTERM, then the exit code (0 expected: ASan leak reports make it non-zero). */
-static int stop_server(server_proc *s) {
+/* SIGTERM (or SIGINT), then the exit code (0 expected: ASan leak reports make it non-zero). */
+static int stop_server_with(server_proc *s, int sig) {
     if (s->pid <= 0) return -1;
-    kill(s->pid, SIGTERM);
+    kill(s->pid, sig);
     int rc = wait_exit(s->pid, 60);
     if (rc != 0) {
         char *log = slurp(s->log, NULL);
@@ -285,6 +285,8 @@ static int stop_server(server_proc *s) {
     s->pid = 0;
     return rc;
 }
+
+static int stop_server(server_proc *s) { return stop_server_with(s, SIGTERM); }
 
 static server_proc g_text; /* the text model, shared by most cases */
 
@@ -894,7 +896,7 @@ static void test_key_and_queue(void) {
         http_free(&r);
     }
     CHECK_MSG(n200 >= 1 && n503 >= 1, "queue 0: %d answered, %d refused", n200, n503);
-    CHECK_MSG(stop_server(&s) == 0, "server with a key did not exit 0");
+    CHECK_MSG(stop_server_with(&s, SIGINT) == 0, "server with a key did not exit 0 on SIGINT");
 }
 
 /* SIGTERM while streams run and wait (--grace 0): every stream that was answered 200 ends
@@ -988,6 +990,12 @@ static void test_startup_refusals(void) {
     int rc = wait_exit(pid, 30);
     char *out = slurp(log, NULL);
     CHECK_MSG(rc == 2 && strstr(out, "API key"), "0.0.0.0 without a key: exit %d: %s", rc, out);
+    free(out);
+    char *argv0[] = {(char *)cli, "serve", "--help", NULL};
+    pid = spawn(argv0, log, log);
+    rc = wait_exit(pid, 30);
+    out = slurp(log, NULL);
+    CHECK_MSG(rc == 0 && strstr(out, "usage: tessera serve"), "--help: exit %d: %s", rc, out);
     free(out);
     char *argv2[] = {(char *)cli, "serve", "--model", (char *)text_model(), "--parallel", "0", NULL};
     pid = spawn(argv2, log, log);
