@@ -329,16 +329,19 @@ static void test_transformers5_names(void) {
     remove_model(dir);
 }
 
-/* The encoder's tensors stored in 16 bits (tower F16, projector and image_newline BF16), as
- * the hub checkpoints are: the features match transformers on the same rounded weights. */
-static void test_16bit_weights(void) {
+/* The fixture checkpoint with the tensors of `swap_rel` swapped in (and config.json edited):
+ * the embeds of cases names[0] (run without a session: one thread, 16-bit rows widened per dot
+ * product) and names[1] (two threads: widened in slabs into the pool scratch) against
+ * <name>.<key>. */
+static void check_variant(const char *tag, const char *swap_rel, const char *config_from,
+                          const char *config_to, const char *const names[2], const char *key,
+                          const char *what) {
     tsr_error err = {0};
-    tsr_safetensors *low = NULL;
-    CHECK_OK(tsr_test_open_safetensors(tsr_test_fixture(DIR_REL "/vision_16bit.safetensors"),
-                                       &low, &err), &err);
-    if (!low) return;
-    const char *dir = tmp_model("16bit");
-    ckpt_edit e = {0, EDIT_NONE, NULL, NULL, NULL, low};
+    tsr_safetensors *swap = NULL;
+    CHECK_OK(tsr_test_open_safetensors(tsr_test_fixture(swap_rel), &swap, &err), &err);
+    if (!swap) return;
+    const char *dir = tmp_model(tag);
+    ckpt_edit e = {0, EDIT_NONE, NULL, config_from, config_to, swap};
     CHECK(write_model(dir, &e));
     tsr_model *m = NULL;
     tsr_session *s = NULL;
@@ -346,10 +349,7 @@ static void test_16bit_weights(void) {
     sp.n_threads = 2;
     CHECK_OK(tsr_model_load(dir, NULL, &m, &err), &err);
     if (m) CHECK_OK(tsr_session_new(m, &sp, &s, &err), &err);
-    /* one_image without a session (one thread: the 16-bit rows are widened per dot product),
-     * three_images_mixed on two threads (widened in slabs into the pool scratch) */
-    static const char *const names[] = {"one_image", "three_images_mixed"};
-    for (size_t i = 0; m && i < 2; i++) {
+    for (size_t i = 0; m && s && i < 2; i++) {
         const cJSON *c = find_case(names[i]);
         tsr_tensor_list *in = NULL;
         tsr_prompt *p = NULL;
@@ -357,13 +357,13 @@ static void test_16bit_weights(void) {
         CHECK(c != NULL);
         if (c) CHECK_OK(run_processor(m, c, &in, &err), &err);
         if (in) CHECK_OK(tsr_prompt_new(m, i ? s : NULL, in, &p, &err), &err);
-        const tsr_tensor *want = expected(names[i], "embeds_16bit", &ev);
+        const tsr_tensor *want = expected(names[i], key, &ev);
         CHECK(want != NULL);
         if (p && want) {
-            double d = tsr_test_compare_tensor(names[i], "embeds (16-bit encoder weights)",
+            double d = tsr_test_compare_tensor(names[i], key,
                                                tsr_tensor_list_get(tsr_prompt_tensors(p), "embeds"),
                                                want, TOL);
-            printf("  %s, F16 tower + BF16 projector, %s: embeds max|d| %.3g\n", names[i],
+            printf("  %s, %s, %s: embeds max|d| %.3g\n", names[i], what,
                    i ? "2 threads" : "no session", d);
         }
         tsr_prompt_free(p);
@@ -372,7 +372,24 @@ static void test_16bit_weights(void) {
     tsr_session_free(s);
     tsr_model_free(m);
     remove_model(dir);
-    tsr_test_close_safetensors(low);
+    tsr_test_close_safetensors(swap);
+}
+
+/* The encoder's tensors stored in 16 bits (tower F16, projector and image_newline BF16), as
+ * the hub checkpoints are: the features match transformers on the same rounded weights. */
+static void test_16bit_weights(void) {
+    static const char *const names[2] = {"one_image", "three_images_mixed"};
+    check_variant("16bit", DIR_REL "/vision_16bit.safetensors", NULL, NULL, names,
+                  "embeds_16bit", "F16 tower + BF16 projector");
+}
+
+/* vision_feature_layer [-1, 0]: the last hidden state and the embeddings after pre_layrnorm,
+ * concatenated (linear_1 takes 2 x 32). */
+static void test_feature_layer_list(void) {
+    static const char *const names[2] = {"one_image", "two_images_extreme"};
+    check_variant("layers", DIR_REL "/layers_list.safetensors", "\"vision_feature_layer\": -2",
+                  "\"vision_feature_layer\": [-1, 0]", names, "embeds_layers_list",
+                  "vision_feature_layer [-1, 0]");
 }
 
 static void expect_load_error(const char *tag, const ckpt_edit *e, tsr_status want,
@@ -560,6 +577,7 @@ int main(void) {
         if (have_tmp) {
             tsr_test_run("llava_next_transformers5_names", test_transformers5_names);
             tsr_test_run("llava_next_16bit_weights", test_16bit_weights);
+            tsr_test_run("llava_next_feature_layer_list", test_feature_layer_list);
             tsr_test_run("llava_next_bad_checkpoints", test_bad_checkpoints);
         }
     }

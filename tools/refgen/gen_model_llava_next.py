@@ -30,6 +30,9 @@ models/llava_next/expected.safetensors.gz, per case <name>:
   <name>.logits     F32 [V]        logits of the last prompt position (prefill)
   <name>.embeds_16bit F32 [N, 64] (one_image, three_images_mixed) the same with the encoder's
                                    tensors of vision_16bit.safetensors
+  <name>.embeds_layers_list F32 [N, 64] (one_image, two_images_extreme) the same with
+                                   vision_feature_layer [-1, 0] and the linear_1 [64, 64] of
+                                   layers_list.safetensors.gz
   <name>.greedy     I32 [32]       greedy ids: the argmax of the last position's logits,
                                    appended and run again, 32 times; EOS does not stop it
                                    (what a generate() with EOS ignored returns)
@@ -224,6 +227,27 @@ def main():
                                                      image_sizes=out["image_sizes"],
                                                      return_dict=True).pooler_output
         expected[f"{name}.embeds_16bit"] = torch.cat(list(feats), 0).float().contiguous()
+    # vision_feature_layer as a list: [-1, 0] concatenates the last hidden state and the
+    # embeddings after pre_layrnorm (hidden state 0); linear_1 takes 2 x 32 inputs.
+    cfg2 = copy.deepcopy(cfg)
+    cfg2.vision_feature_layer = [-1, 0]
+    torch.manual_seed(7)
+    listed = LlavaNextForConditionalGeneration(cfg2).float().eval()
+    state = {k: v for k, v in model.state_dict().items() if k != "model.multi_modal_projector.linear_1.weight"}
+    state["model.multi_modal_projector.linear_1.weight"] = 0.15 * torch.randn(64, 2 * 32)
+    listed.load_state_dict(state)
+    save_gz({"multi_modal_projector.linear_1.weight": state["model.multi_modal_projector.linear_1.weight"].contiguous()},
+            os.path.join(OUT, "layers_list.safetensors"))
+    for name, prompt, images in CASES:
+        if name not in ("one_image", "two_images_extreme"):
+            continue
+        pil = [Image.open(os.path.join(MEDIA, f)) for f in images]
+        out = proc(text=prompt, images=pil, return_tensors="pt")
+        with torch.no_grad():
+            feats = listed.model.get_image_features(pixel_values=out["pixel_values"],
+                                                    image_sizes=out["image_sizes"],
+                                                    return_dict=True).pooler_output
+        expected[f"{name}.embeds_layers_list"] = torch.cat(list(feats), 0).float().contiguous()
     save_gz(expected, os.path.join(OUT, "expected.safetensors"))
     dump(os.path.join(OUT, "cases.json"), {
         "reference": "transformers " + __import__("transformers").__version__,
