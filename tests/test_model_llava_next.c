@@ -406,6 +406,32 @@ static void expect_load_error(const char *tag, const ckpt_edit *e, tsr_status wa
     remove_model(dir);
 }
 
+/* "full" keeps the CLS row: a tile's rows are not a grid, and anyres packing cannot proceed
+ * (transformers fails on it too). The model loads; an image prompt is UNSUPPORTED. */
+static void test_full_strategy(void) {
+    const char *dir = tmp_model("full");
+    ckpt_edit e = {0, EDIT_NONE, NULL, "\"vision_feature_select_strategy\": \"default\"",
+                   "\"vision_feature_select_strategy\": \"full\"", NULL};
+    CHECK(write_model(dir, &e));
+    tsr_error err = {0};
+    tsr_model *m = NULL;
+    tsr_tensor_list *in = NULL;
+    tsr_prompt *p = NULL;
+    const cJSON *c = find_case("one_image");
+    CHECK_OK(tsr_model_load(dir, NULL, &m, &err), &err);
+    if (m && c) CHECK_OK(run_processor(m, c, &in, &err), &err);
+    if (in) {
+        tsr_status st = tsr_prompt_new(m, NULL, in, &p, &err);
+        CHECK_MSG(st == TSR_ERR_UNSUPPORTED && !p && strstr(err.message, "full"), "%s: %s",
+                  tsr_status_name(st), err.message);
+        printf("  \"full\" strategy: %s: %s\n", tsr_status_name(st), err.message);
+    }
+    tsr_prompt_free(p);
+    tsr_tensor_list_free(in);
+    tsr_model_free(m);
+    remove_model(dir);
+}
+
 static void test_bad_checkpoints(void) {
     const char *fc2 = "vision_tower.vision_model.encoder.layers.1.mlp.fc2.weight";
     ckpt_edit drop = {0, EDIT_DROP, fc2, NULL, NULL, NULL};
@@ -579,6 +605,7 @@ int main(void) {
             tsr_test_run("llava_next_16bit_weights", test_16bit_weights);
             tsr_test_run("llava_next_feature_layer_list", test_feature_layer_list);
             tsr_test_run("llava_next_bad_checkpoints", test_bad_checkpoints);
+            tsr_test_run("llava_next_full_strategy", test_full_strategy);
         }
     }
     if (have_tmp) rmdir(g_tmp);
