@@ -546,7 +546,7 @@ static void test_inconsistent_inputs(void) {
     tsr_tensor_list_free(a);
     /* fewer [IMG] tokens than the encoder's rows */
     a = altered_inputs(in, NULL, 0, 1);
-    expect_shape_error(a, "[IMG] count != rows", "rows", "tokens");
+    expect_shape_error(a, "[IMG] count != rows", "image tokens", "rows");
     tsr_tensor_list_free(a);
     tsr_tensor_list_free(in);
 }

@@ -521,6 +521,15 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
         tsr__free(im);
         return st;
     }
+    /* The placeholders must match before the tower runs (tsr__encoded_by_token checks again). */
+    int64_t n_tok = 0;
+    for (int64_t i = 0; i < n_ids; i++) n_tok += ids[i] == e->image_token;
+    if (n_tok != M) {
+        tsr__free(im);
+        return TSR_FAIL(err, TSR_ERR_SHAPE, "input_ids hold %lld image tokens (id %lld), the "
+                        "%lld images of image_sizes give %lld rows", (long long)n_tok,
+                        (long long)e->image_token, (long long)n_images, (long long)M);
+    }
     const int64_t D = e->dim, F = e->ffn, hd = e->head_dim;
     const int64_t K = (int64_t)e->channels * e->patch * e->patch;
     /* The patch buffer (T, K) later holds the merged rows (M, dim * merge^2): M * merge^2 <= T. */
