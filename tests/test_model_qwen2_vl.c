@@ -244,12 +244,23 @@ static const char *t5_name(const char *hub, char *buf, size_t cap) {
     return buf;
 }
 
+/* F32 -> BF16, round to nearest even (finite values). */
+static uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+enum { CK_HUB = 0, CK_T5, CK_VISUAL_BF16, CK_VISUAL_ROUNDED };
+
 /* A copy of the family's model directory in tmp whose model.safetensors lacks `drop` (when
  * non-NULL) and stores `reshape` (when non-NULL) with shape new_shape (same element count,
- * so the file stays valid); t5: every tensor under its transformers 5 name. Returns 1 on
- * success. */
+ * so the file stays valid). mode: CK_T5 every tensor under its transformers 5 name;
+ * CK_VISUAL_BF16 the visual.* tensors stored as BF16; CK_VISUAL_ROUNDED the same values
+ * (rounded to BF16) stored as F32. Returns 1 on success. */
 static int write_checkpoint(const char *family, const char *tmp, const char *drop,
-                            const char *reshape, int32_t ndim, const int64_t *new_shape, int t5) {
+                            const char *reshape, int32_t ndim, const int64_t *new_shape,
+                            int mode) {
     static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
                                         "tokenizer_config.json", "preprocessor_config.json"};
     char rel[256], path[1024];
@@ -271,17 +282,37 @@ static int write_checkpoint(const char *family, const char *tmp, const char *dro
     char (*renamed)[160] = calloc((size_t)n, sizeof *renamed);
     tsr_tensor *ts = calloc((size_t)n, sizeof *ts);
     int ok = names && ts && renamed;
+    const int convert = mode == CK_VISUAL_BF16 || mode == CK_VISUAL_ROUNDED;
     for (int64_t i = 0; ok && i < n; i++) {
         const char *nm = tsr_safetensors_name(st, i);
         if (drop && !strcmp(nm, drop)) continue;
         ok = tsr_safetensors_get(st, nm, &ts[k], &err) == TSR_OK;
         if (ok && reshape && !strcmp(nm, reshape))
             ok = tsr_tensor_view(&ts[k], ts[k].dtype, ndim, new_shape, ts[k].data, &err) == TSR_OK;
-        names[k] = t5 ? t5_name(nm, renamed[k], sizeof renamed[k]) : nm;
+        if (ok && convert && !strncmp(nm, "visual.", 7) && ts[k].dtype == TSR_DTYPE_F32) {
+            tsr_tensor c;
+            const float *src = ts[k].data;
+            int64_t cnt = tsr_tensor_numel(&ts[k]);
+            ok = tsr_tensor_alloc(&c, mode == CK_VISUAL_BF16 ? TSR_DTYPE_BF16 : TSR_DTYPE_F32,
+                                  ts[k].ndim, ts[k].shape, &err) == TSR_OK;
+            for (int64_t i = 0; ok && i < cnt; i++) {
+                uint16_t h = to_bf16(src[i]);
+                if (mode == CK_VISUAL_BF16) {
+                    ((uint16_t *)c.data)[i] = h;
+                } else {
+                    uint32_t u = (uint32_t)h << 16;
+                    memcpy((float *)c.data + i, &u, sizeof u);
+                }
+            }
+            if (ok) ts[k] = c; /* owned; freed below */
+        }
+        names[k] = mode == CK_T5 ? t5_name(nm, renamed[k], sizeof renamed[k]) : nm;
         k++;
     }
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     if (ok) ok = tsr_safetensors_write_file(path, k, names, ts, 0, NULL, NULL, &err) == TSR_OK;
+    for (int64_t i = 0; ts && i < k; i++)
+        if (ts[i].owner) tsr_tensor_free(&ts[i]);
     free(names);
     free(renamed);
     free(ts);
@@ -291,7 +322,7 @@ static int write_checkpoint(const char *family, const char *tmp, const char *dro
 
 static int bad_checkpoint(const char *family, const char *tmp, const char *drop,
                           const char *reshape, int32_t ndim, const int64_t *new_shape) {
-    return write_checkpoint(family, tmp, drop, reshape, ndim, new_shape, 0);
+    return write_checkpoint(family, tmp, drop, reshape, ndim, new_shape, CK_HUB);
 }
 
 /* The same checkpoint under the names transformers 5 save_pretrained writes (model.visual.*,
@@ -310,7 +341,7 @@ static void t5_names(const char *family) {
     tsr_error err = {0};
     tsr_model *model = NULL;
     tsr_session *sess = NULL;
-    CHECK(write_checkpoint(family, tmp, NULL, NULL, 0, NULL, 1));
+    CHECK(write_checkpoint(family, tmp, NULL, NULL, 0, NULL, CK_T5));
     CHECK_OK(tsr_test_open_safetensors(tsr_test_fixture(rel), &exp, &err), &err);
     CHECK_OK(tsr_model_load(tmp, NULL, &model, &err), &err);
     tsr_session_params sp = tsr_session_params_default();
@@ -334,6 +365,70 @@ static void t5_names(const char *family) {
 static void test_t5_names(void) {
     t5_names("qwen2_vl");
     t5_names("qwen2_5_vl");
+}
+
+/* The encoder outputs of one case (the processor's inputs for it in *in). */
+static tsr_tensor_list *encode_case(const char *dir, const cJSON *c, tsr_error *err) {
+    tsr_model *model = NULL;
+    tsr_tensor_list *in = NULL, *out = NULL;
+    tsr_prompt *p = NULL;
+    media_set m;
+    int ok = load_media(cJSON_GetObjectItem(c, "media"), &m);
+    if (ok && !tsr_model_load(dir, NULL, &model, err) &&
+        !tsr_processor_run_prompt(tsr_model_processor(model), jstr(c, "prompt"), 1, m.items, m.n,
+                                  &in, err) &&
+        !tsr_prompt_new(model, NULL, in, &p, err) && !tsr_tensor_list_new(&out, err)) {
+        const tsr_tensor *e = tsr_tensor_list_get(tsr_prompt_tensors(p), "embeds");
+        tsr_tensor c2;
+        if (e && !tsr_tensor_alloc(&c2, e->dtype, e->ndim, e->shape, err)) {
+            memcpy(c2.data, e->data, tsr_tensor_nbytes(e));
+            if (tsr_tensor_list_add(out, "embeds", &c2, err)) tsr_tensor_free(&c2);
+        }
+    }
+    tsr_prompt_free(p);
+    tsr_tensor_list_free(in);
+    tsr_model_free(model);
+    free_media(&m);
+    return out;
+}
+
+/* BF16 vision weights (widened in the kernels, matrix products split over the weight rows)
+ * give what the same values stored as F32 give (each worker on its own token rows). */
+static void bf16_weights(const char *family) {
+    char a[] = "/tmp/tsr_qwen2vl_bf_XXXXXX", b[] = "/tmp/tsr_qwen2vl_f32_XXXXXX";
+    if (!mkdtemp(a) || !mkdtemp(b)) {
+        CHECK_MSG(0, "mkdtemp");
+        return;
+    }
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s/cases.json", family);
+    cJSON *cases = load_json(tsr_test_fixture(rel));
+    const cJSON *c = cJSON_GetArrayItem(cases, 2); /* several images */
+    tsr_error err = {0};
+    CHECK(c != NULL);
+    CHECK(write_checkpoint(family, a, NULL, NULL, 0, NULL, CK_VISUAL_BF16));
+    CHECK(write_checkpoint(family, b, NULL, NULL, 0, NULL, CK_VISUAL_ROUNDED));
+    tsr_tensor_list *x = c ? encode_case(a, c, &err) : NULL;
+    CHECK_MSG(x != NULL, "%s bf16: %s", family, err.message);
+    tsr_tensor_list *y = c ? encode_case(b, c, &err) : NULL;
+    CHECK_MSG(y != NULL, "%s f32: %s", family, err.message);
+    if (x && y) {
+        double d = tsr_test_compare_tensor(family, "embeds (BF16 vs F32 weights)",
+                                           tsr_tensor_list_get(x, "embeds"),
+                                           tsr_tensor_list_get(y, "embeds"), 1e-5);
+        printf("%s: BF16 vision weights vs the same values in F32: embeds max abs diff %.3g\n",
+               family, d);
+    }
+    tsr_tensor_list_free(x);
+    tsr_tensor_list_free(y);
+    cJSON_Delete(cases);
+    remove_dir(a);
+    remove_dir(b);
+}
+
+static void test_bf16_weights(void) {
+    bf16_weights("qwen2_vl");
+    bf16_weights("qwen2_5_vl");
 }
 
 static void expect_load_error(const char *what, const char *dir, tsr_status code,
@@ -536,6 +631,7 @@ int main(void) {
     tsr_test_run("qwen2_vl end to end", test_qwen2_vl);
     tsr_test_run("qwen2_5_vl end to end", test_qwen2_5_vl);
     tsr_test_run("transformers 5 tensor names", test_t5_names);
+    tsr_test_run("BF16 vision weights", test_bf16_weights);
     tsr_test_run("bad checkpoints", test_bad_checkpoints);
     tsr_test_run("bad inputs", test_bad_inputs);
     return tsr_test_finish();

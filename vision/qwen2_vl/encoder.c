@@ -490,6 +490,74 @@ static tsr_status block_run(const qwen_enc *e, const tsr__vit_block *b, tsr__poo
     return TSR_OK;
 }
 
+/* With F32 weights the steps before and after attention run on each worker's own token rows
+ * (its rows of every matrix product, single-threaded BLAS on the whole weight), so a block
+ * needs three hand-offs between threads instead of one per step. */
+typedef struct rows_block_job {
+    const qwen_enc *e;
+    const tsr__vit_block *b;
+    const block_buf *bb;
+    float *x;
+    int64_t N;
+    const float *cs, *sn;
+    int after; /* 0: norm1, qkv, RoPE; 1: proj, residual, norm2, MLP, residual */
+} rows_block_job;
+
+static void rows_block_part(void *arg, int32_t w, int32_t nw) {
+    const rows_block_job *j = arg;
+    const qwen_enc *e = j->e;
+    const tsr__vit_block *b = j->b;
+    const int64_t r0 = j->N * w / nw, T = j->N * (w + 1) / nw - r0;
+    const int64_t D = e->dim, F = e->ffn, hd = e->head_dim;
+    if (T <= 0) return;
+    float *x = j->x + r0 * D, *a = j->bb->a + r0 * D, *qkv = j->bb->qkv + r0 * 3 * D;
+    float *mlp = j->bb->mlp + r0 * F;
+    if (!j->after) {
+        tsr__norm_run(&b->norm1, a, x, T);
+        tsr__matmul_wt(NULL, qkv, a, b->qkv.w, b->qkv.b, T, D, 3 * D);
+        tsr__rope_rows(qkv, 3 * D, T, (int32_t)e->n_heads, (int32_t)hd, j->cs + r0 * hd,
+                       j->sn + r0 * hd);
+        tsr__rope_rows(qkv + D, 3 * D, T, (int32_t)e->n_heads, (int32_t)hd, j->cs + r0 * hd,
+                       j->sn + r0 * hd);
+        return;
+    }
+    tsr__matmul_wt(NULL, a, j->bb->att + r0 * D, b->o.w, b->o.b, T, D, D);
+    tsr__add_inplace(x, a, T * D);
+    tsr__norm_run(&b->norm2, a, x, T);
+    tsr__matmul_wt(NULL, mlp, a, b->fc1.w, b->fc1.b, T, D, F);
+    if (b->swiglu) { /* down(act(gate(h)) * up(h)); the gate rows follow the up rows */
+        float *g = j->bb->mlp + j->N * F + r0 * F;
+        tsr__matmul_wt(NULL, g, a, b->gate.w, b->gate.b, T, D, F);
+        tsr__act_apply(NULL, b->act, g, T * F);
+        for (int64_t i = 0; i < T * F; i++) mlp[i] *= g[i];
+    } else {
+        tsr__act_apply(NULL, b->act, mlp, T * F);
+    }
+    tsr__matmul_wt(NULL, a, mlp, b->fc2.w, b->fc2.b, T, F, D);
+    tsr__add_inplace(x, a, T * D);
+}
+
+static int block_f32(const tsr__vit_block *b) {
+    return b->qkv.w.type == TSR__W_F32 && b->o.w.type == TSR__W_F32 &&
+           b->fc1.w.type == TSR__W_F32 && b->fc2.w.type == TSR__W_F32 &&
+           (!b->swiglu || b->gate.w.type == TSR__W_F32);
+}
+
+static tsr_status block_run_rows(const qwen_enc *e, const tsr__vit_block *b, tsr__pool *pool,
+                                 const block_buf *bb, float *x, int64_t N, const float *cs,
+                                 const float *sn, const tsr__attn_mask *mask, tsr_error *err) {
+    const int64_t D = e->dim;
+    rows_block_job j = {e, b, bb, x, N, cs, sn, 0};
+    tsr__pool_run(pool, rows_block_part, &j);
+    tsr_status s = tsr__mha(pool, bb->att, bb->qkv, 3 * D, bb->qkv + D, 3 * D, bb->qkv + 2 * D,
+                            3 * D, N, (int32_t)e->n_heads, (int32_t)e->head_dim,
+                            1.0f / sqrtf((float)e->head_dim), mask, err);
+    if (s) return s;
+    j.after = 1;
+    tsr__pool_run(pool, rows_block_part, &j);
+    return TSR_OK;
+}
+
 /* x (N, dim) after the patch embedding -> out (N / m^2, out_dim). */
 static tsr_status vision_forward(const qwen_enc *e, tsr__pool *pool, const layout *L,
                                  float *x, int64_t N, float *out, tsr_error *err) {
@@ -521,7 +589,9 @@ static tsr_status vision_forward(const qwen_enc *e, tsr__pool *pool, const layou
     for (int64_t b = 0; b < e->depth && !s; b++) {
         int full = !L->perm || e->full[b];
         tsr__attn_mask mask = {full ? L->seg : L->wseg, full ? L->n_seg : L->n_wseg, NULL, NULL};
-        s = block_run(e, &e->blocks[b], pool, &bb, x, N, cs, sn, &mask, err);
+        const tsr__vit_block *blk = &e->blocks[b];
+        s = (block_f32(blk) ? block_run_rows : block_run)(e, blk, pool, &bb, x, N, cs, sn,
+                                                          &mask, err);
     }
     if (!s) {
         /* Merger: ln_q per patch, then each unit's m*m patches as one row of M. */
