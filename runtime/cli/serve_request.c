@@ -303,9 +303,10 @@ static int parse_image_part(tsr_srv_request *r, size_t cap, const cJSON *part, c
     *url = u;
     if (!strncasecmp(u, "http://", 7) || !strncasecmp(u, "https://", 8))
         return tsr_srv_error_set(err, 400, "remote_url_disabled", param,
-                                 "%s: remote image URLs are disabled in this server (it never "
-                                 "fetches URLs); send the image inline as a data:image/png;base64,"
-                                 "... or data:image/jpeg;base64,... URI", param);
+                                 "%s: remote image URLs are disabled: tessera serve does not "
+                                 "fetch URLs and no option enables it; send the image inline as a "
+                                 "data:image/png;base64,... or data:image/jpeg;base64,... URI",
+                                 param);
     if (strncasecmp(u, "data:", 5))
         return tsr_srv_error_set(err, 400, "invalid_image_url", param,
                                  "%s must be a data:image/...;base64,... URI", param);
