@@ -1,5 +1,8 @@
 /* Qwen2-VL vision encoder benchmark driver (run by bench_encoder_qwen2_vl.sh).
  *   bench_encoder_qwen2_vl MODEL_DIR IMAGE REPS THREADS OUT.safetensors
+ * REPS 0: one warm-up run, then one timed run per line "run" read from stdin, each answered
+ * with a line "ms=M cpu_ms=C" (so a caller can interleave its own runs under the same load);
+ * at end of input the summary line below and OUT as usual.
  * Loads the model, runs its processor once on "<|vision_start|><|image_pad|><|vision_end|>"
  * with the image, then times tsr_prompt_new (vision encoder + merger + M-RoPE positions, on a
  * session of THREADS threads) REPS times after one warm-up run. Prints one line:
@@ -34,8 +37,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s MODEL_DIR IMAGE REPS THREADS OUT.safetensors\n", argv[0]);
         return 2;
     }
-    const int reps = atoi(argv[3]), threads = atoi(argv[4]);
-    if (reps < 1 || reps > 1000 || threads < 1 || threads > 256) {
+    int reps = atoi(argv[3]);
+    const int threads = atoi(argv[4]);
+    const int interactive = reps == 0;
+    if (reps < 0 || reps > 1000 || threads < 1 || threads > 256) {
         fprintf(stderr, "bench_encoder_qwen2_vl: bad REPS or THREADS\n");
         return 2;
     }
@@ -44,7 +49,8 @@ int main(int argc, char **argv) {
     tsr_session *sess = NULL;
     tsr_tensor_list *in = NULL;
     tsr_prompt *p = NULL;
-    double *ms = calloc((size_t)reps, sizeof *ms), *cpu = calloc((size_t)reps, sizeof *cpu);
+    const int cap = interactive ? 1000 : reps;
+    double *ms = calloc((size_t)cap, sizeof *ms), *cpu = calloc((size_t)cap, sizeof *cpu);
     size_t len = 0;
     unsigned char *img = bench_read_all(argv[2], &len);
     int rc = 1;
@@ -74,7 +80,14 @@ int main(int argc, char **argv) {
         rc = fail("processor", st, &err);
         goto done;
     }
-    for (int r = -1; r < reps; r++) {
+    char line[64];
+    for (int r = -1; interactive || r < reps; r++) {
+        if (interactive && r >= 0) {
+            if (r == cap || !fgets(line, sizeof line, stdin) || strncmp(line, "run", 3)) {
+                reps = r;
+                break;
+            }
+        }
         tsr_prompt_free(p);
         p = NULL;
         double c0 = cpu_ms();
@@ -85,7 +98,15 @@ int main(int argc, char **argv) {
         if (r >= 0) {
             ms[r] = tsr_prompt_image_ms(p);
             cpu[r] = cpu_ms() - c0;
+            if (interactive) {
+                printf("ms=%.2f cpu_ms=%.2f\n", ms[r], cpu[r]);
+                fflush(stdout);
+            }
         }
+    }
+    if (reps < 1) {
+        fprintf(stderr, "bench_encoder_qwen2_vl: no timed run\n");
+        goto done;
     }
     if ((st = tsr_tensor_list_save(tsr_prompt_tensors(p), argv[5], &err))) {
         rc = fail("save", st, &err);

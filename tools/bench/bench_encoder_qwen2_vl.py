@@ -9,7 +9,7 @@ a model; it is not timed), f32, hub layout (visual.*, model.*), seeded. The proc
 (tokenizer, preprocessor_config.json) are the Qwen2-VL test fixture's.
 
 Input: one deterministic 448x448 RGB image (PNG under OUT/), 32x32 patches -> 256 rows.
-Timed: Tessera's tsr_prompt_new (patch embedding, 32 blocks, merger, positions) as
+Timed (the two sides' runs alternate, so both see the same load): Tessera's tsr_prompt_new (patch embedding, 32 blocks, merger, positions) as
 tsr_prompt_image_ms reports it; transformers' model.model.get_image_features(pixel_values,
 image_grid_thw) under torch.no_grad() with torch.set_num_threads(THREADS). One warm-up run
 each, then REPS runs; medians of wall time and of the process's CPU time over the call (all
@@ -119,13 +119,6 @@ def main():
     img = make_image(a.out)
 
     tess_out = os.path.join(a.out, "qwen2_vl_vit_tessera.safetensors")
-    r = subprocess.run([a.bin, d, img, str(a.reps), str(a.threads), tess_out],
-                       capture_output=True, text=True)
-    if r.returncode:
-        sys.exit("bench_encoder_qwen2_vl failed:\n" + r.stdout + r.stderr)
-    kv = dict(x.split("=") for x in r.stdout.split())
-    t_ms = float(kv["encoder_ms"])
-
     torch.set_num_threads(a.threads)
     pp = json.load(open(os.path.join(d, "preprocessor_config.json")))
     ip = Qwen2VLImageProcessorPil(**{k: v for k, v in pp.items()
@@ -134,16 +127,32 @@ def main():
     inputs = proc(text="<|vision_start|><|image_pad|><|vision_end|>",
                   images=[Image.open(img)], return_tensors="pt")
     model = Qwen2VLForConditionalGeneration.from_pretrained(d, dtype=torch.float32).eval()
+
+    def torch_run():
+        c0, t0 = time.process_time(), time.perf_counter()
+        with torch.no_grad():
+            f = model.model.get_image_features(inputs["pixel_values"],
+                                               inputs["image_grid_thw"]).pooler_output
+        return f, (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
+
+    # Both sides warm up, then their runs alternate so they see the same load on the machine.
+    tess = subprocess.Popen([a.bin, d, img, "0", str(a.threads), tess_out], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    feats, _, _ = torch_run()
     times, cpu = [], []
-    with torch.no_grad():
-        for i in range(a.reps + 1):
-            c0, t0 = time.process_time(), time.perf_counter()
-            feats = model.model.get_image_features(inputs["pixel_values"],
-                                                   inputs["image_grid_thw"]).pooler_output
-            dt, dc = (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
-            if i:
-                times.append(dt)
-                cpu.append(dc)
+    for i in range(a.reps):
+        tess.stdin.write("run\n")
+        tess.stdin.flush()
+        if not tess.stdout.readline().startswith("ms="):
+            sys.exit("bench_encoder_qwen2_vl failed")
+        feats, dt, dc = torch_run()
+        times.append(dt)
+        cpu.append(dc)
+    out, _ = tess.communicate("")
+    if tess.returncode:
+        sys.exit("bench_encoder_qwen2_vl failed:\n" + out)
+    kv = dict(x.split("=") for x in out.split())
+    t_ms = float(kv["encoder_ms"])
     ref = torch.cat(feats, 0).float()
     with safe_open(tess_out, "pt") as f:
         got = f.get_tensor("embeds")
