@@ -538,6 +538,13 @@ static void test_endpoints(void) {
               "models: %d %.300s", r.status, r.body);
     cJSON_Delete(j);
     http_free(&r);
+    r = http(&g_text, "GET", "/v1/models/qwen2-chat", NULL, NULL, 0, NULL);
+    CHECK_MSG(r.status == 200 && strstr(r.body, "\"id\":\"qwen2-chat\"") && !strstr(r.body, "\"data\""),
+              "models/qwen2-chat: %d %.300s", r.status, r.body);
+    http_free(&r);
+    r = http(&g_text, "GET", "/v1/models/gpt-4o", NULL, NULL, 0, NULL);
+    check_error("unknown model id", &r, 404, "model", "model_not_found");
+    http_free(&r);
     r = http(&g_text, "GET", "/metrics", NULL, NULL, 0, NULL);
     CHECK_MSG(r.status == 200 && strstr(r.body, "tessera_requests_total{code=\"200\"}") &&
                   strstr(r.body, "tessera_queue_length ") &&

@@ -885,17 +885,26 @@ static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, co
     return ok;
 }
 
-static enum MHD_Result models(server *sv, struct MHD_Connection *c) {
+/* GET /v1/models (id NULL): the list; GET /v1/models/{id}: the one model, or 404. */
+static enum MHD_Result models(server *sv, struct MHD_Connection *c, const char *id) {
     pthread_mutex_lock(&sv->mu);
     int state = sv->state;
     pthread_mutex_unlock(&sv->mu);
     if (state != ST_READY)
         return fail(sv, c, 503, "model_loading", NULL, "the model is still loading; retry shortly");
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "object", "list");
-    cJSON *data = cJSON_AddArrayToObject(root, "data");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddItemToArray(data, m);
+    if (id && strcmp(id, sv->name)) {
+        tsr_srv_error e;
+        tsr_srv_error_set(&e, 404, "model_not_found", "model", "no model '%.200s' (this server has '%s')",
+                          id, sv->name);
+        return send_error(sv, c, &e, NULL);
+    }
+    cJSON *root = cJSON_CreateObject(), *m = root;
+    if (!id) {
+        cJSON_AddStringToObject(root, "object", "list");
+        cJSON *data = cJSON_AddArrayToObject(root, "data");
+        m = cJSON_CreateObject();
+        cJSON_AddItemToArray(data, m);
+    }
     cJSON_AddStringToObject(m, "id", sv->name);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", (double)sv->created);
@@ -1102,12 +1111,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!strcmp(url, "/health")) {
         if (get) return health(sv, c);
         allow = "GET";
-    } else if (!strcmp(url, "/metrics") || !strcmp(url, "/v1/models")) {
+    } else if (!strcmp(url, "/metrics") || !strcmp(url, "/v1/models") ||
+               (!strncmp(url, "/v1/models/", 11) && url[11])) {
         if (get) {
             if (!authorized(sv, c))
                 return fail(sv, c, 401, "invalid_api_key", NULL,
                             "missing or wrong API key (Authorization: Bearer KEY)");
-            return url[1] == 'm' ? metrics(sv, c) : models(sv, c);
+            if (url[1] == 'm') return metrics(sv, c);
+            return models(sv, c, url[10] == '/' ? url + 11 : NULL);
         }
         allow = "GET";
     } else if (is_chat) {
