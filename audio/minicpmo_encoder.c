@@ -39,7 +39,8 @@ tsr_status tsr__minicpmo_apm_load(const cJSON *config, tsr__weights *w, int32_t 
         if (!s) s = tsr__json_int(ac, "encoder_layers", layers, 0, 1024, &layers, ctx, err);
         if (!s) s = tsr__json_int(ac, "encoder_attention_heads", heads, 1, 1024, &heads, ctx, err);
         if (!s) s = tsr__json_int(ac, "encoder_ffn_dim", ffn, 1, 1 << 20, &ffn, ctx, err);
-        if (!s) s = tsr__json_int(ac, "max_source_positions", max_pos, 1, 1 << 20, &max_pos, ctx, err);
+        if (!s) s = tsr__json_int(ac, "max_source_positions", max_pos, 1, 1 << 20, &max_pos, ctx,
+                                  err);
         if (!s) s = tsr__json_string(ac, "activation_function", act, &act, ctx, err);
     }
     if (!s) s = tsr__json_int(config, "audio_pool_step", pool, 1, 1 << 16, &pool, CFG, err);
@@ -69,7 +70,8 @@ tsr_status tsr__minicpmo_apm_load(const cJSON *config, tsr__weights *w, int32_t 
     if (!s) s = tsr__linear_load(w, "apm.conv2", dim * 3, dim, 1, &a->conv2, err);
     if (!s) s = tsr__weights_f32(w, "apm.embed_positions.weight", 2, shp, &a->pos, err);
     if (!s) s = tsr__norm_load(w, "apm.layer_norm", TSR__LAYERNORM, dim, 1e-5f, &a->norm, err);
-    if (!s) s = tsr__linear_load(w, "audio_projection_layer.linear1", dim, text_dim, 1, &a->proj1, err);
+    if (!s) s = tsr__linear_load(w, "audio_projection_layer.linear1", dim, text_dim, 1, &a->proj1,
+                                 err);
     if (!s) s = tsr__linear_load(w, "audio_projection_layer.linear2", text_dim, text_dim, 1,
                                  &a->proj2, err);
     if (!s && layers > 0 && !(a->layers = tsr__calloc((size_t)layers, sizeof *a->layers)))

@@ -52,8 +52,9 @@ static int load_media(const cJSON *list, media_set *m) {
         uint8_t *b = tsr_test_read(tsr_test_fixture(rel), &len);
         if (!b) return 0;
         m->bytes[m->n] = b;
-        m->items[m->n] = (tsr_media){.kind = strcmp(kind, "audio") ? TSR_MEDIA_IMAGE : TSR_MEDIA_AUDIO,
-                                     .data = b, .len = len};
+        m->items[m->n] = (tsr_media){
+            .kind = strcmp(kind, "audio") ? TSR_MEDIA_IMAGE : TSR_MEDIA_AUDIO, .data = b,
+            .len = len};
         m->n++;
     }
     return 1;
@@ -123,7 +124,8 @@ static void run_case(tsr_model *model, tsr_session *sess, const cJSON *c, maxes 
     if (want(g_exp, name, "embeds", &w)) {
         /* the processor names the slices pixel_values.<i>: a prompt of images alone must still
          * reach the encoder */
-        CHECK_MSG(tsr_tensor_list_get(enc, "embeds") || !tsr_tensor_list_get(out, "pixel_values.0") ||
+        CHECK_MSG(tsr_tensor_list_get(enc, "embeds") ||
+                      !tsr_tensor_list_get(out, "pixel_values.0") ||
                       tsr_tensor_list_get(out, "audio_features"),
                   "%s: tsr_prompt_new did not run the encoder on pixel_values.0 .. (images "
                   "without audio)", ctx);
@@ -328,7 +330,8 @@ static void test_bad_checkpoint(void) {
     drop_name = "vpm.encoder.layers.1.mlp.fc2.bias";
     expect_load_error("missing vision tensor", keep_not_dropped, NULL, TSR_ERR_FORMAT, drop_name);
     drop_name = "resampler.attn.in_proj_bias";
-    expect_load_error("missing resampler tensor", keep_not_dropped, NULL, TSR_ERR_FORMAT, drop_name);
+    expect_load_error("missing resampler tensor", keep_not_dropped, NULL, TSR_ERR_FORMAT,
+                      drop_name);
     drop_name = "apm.layers.0.self_attn.k_proj.weight";
     expect_load_error("missing audio tensor", keep_not_dropped, NULL, TSR_ERR_FORMAT, drop_name);
     drop_name = "audio_projection_layer.linear2.bias";
@@ -493,8 +496,9 @@ static void test_bad_inputs(void) {
         expect_prompt_error(m, "tgt_sizes against pixel_values",
                             variant(in, "tgt_sizes", 2, tgt->shape, 1), TSR_ERR_SHAPE,
                             "pixel_values.0", "tgt_sizes");
-        expect_prompt_error(m, "tgt_sizes of zero patches", variant(in, "tgt_sizes", 2, tgt->shape, 0),
-                            TSR_ERR_SHAPE, "tgt_sizes", NULL);
+        expect_prompt_error(m, "tgt_sizes of zero patches",
+                            variant(in, "tgt_sizes", 2, tgt->shape, 0), TSR_ERR_SHAPE,
+                            "tgt_sizes", NULL);
         expect_prompt_error(m, "tgt_sizes of 3 columns",
                             variant(in, "tgt_sizes", 2, (int64_t[]){tgt->shape[0], 3}, -1),
                             TSR_ERR_SHAPE, "tgt_sizes", NULL);

@@ -110,8 +110,10 @@ static tsr_status load_vision(const cJSON *c, tsr__weights *w, mo_vision *v, tsr
     const int64_t shp[2] = {(int64_t)v->side * v->side, dim};
     s = tsr__linear_load(w, "vpm.embeddings.patch_embedding", 3 * patch * patch, dim, 1,
                          &v->patch_embed, err);
-    if (!s) s = tsr__weights_f32(w, "vpm.embeddings.position_embedding.weight", 2, shp, &v->pos, err);
-    if (!s) s = tsr__norm_load(w, "vpm.post_layernorm", TSR__LAYERNORM, dim, (float)eps, &v->post, err);
+    if (!s) s = tsr__weights_f32(w, "vpm.embeddings.position_embedding.weight", 2, shp, &v->pos,
+                                 err);
+    if (!s) s = tsr__norm_load(w, "vpm.post_layernorm", TSR__LAYERNORM, dim, (float)eps, &v->post,
+                               err);
     if (!s && v->n_layers > 0 && !(v->layers = tsr__calloc((size_t)v->n_layers, sizeof *v->layers)))
         s = TSR_FAIL(err, TSR_ERR_OOM, "%d vision layers", (int)v->n_layers);
     for (int32_t i = 0; !s && i < v->n_layers; i++) {
@@ -192,7 +194,8 @@ static tsr_status mo_load(const tsr__model_configs *cfg, tsr__weights *w, int32_
     *out = NULL;
     const cJSON *c = cfg ? cfg->config : NULL;
     if (!c) return TSR_FAIL(err, TSR_ERR_FORMAT, "minicpmo: " CFG " is missing");
-    if (text_dim < 1) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "text hidden size %d", (int)text_dim);
+    if (text_dim < 1)
+        return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "text hidden size %d", (int)text_dim);
     mo_enc *e = tsr__calloc(1, sizeof *e);
     if (!e) return TSR_FAIL(err, TSR_ERR_OOM, "minicpmo encoder");
     e->text_dim = text_dim;
@@ -268,7 +271,8 @@ static tsr_status vision_run(const mo_vision *v, tsr__pool *pool, const float *p
     bucket_coords(tw, v->side, bw);
     for (int64_t i = 0; i < th; i++)
         for (int64_t j = 0; j < tw; j++)
-            tsr__add_inplace(x + (i * tw + j) * D, v->pos + ((int64_t)bh[i] * v->side + bw[j]) * D, D);
+            tsr__add_inplace(x + (i * tw + j) * D,
+                             v->pos + ((int64_t)bh[i] * v->side + bw[j]) * D, D);
     tsr__free(bh);
     tsr_status s = TSR_OK;
     for (int32_t l = 0; !s && l < v->n_layers; l++)
