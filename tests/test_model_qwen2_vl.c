@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "tessera_internal.h"
 
 #define N_GREEDY 32
 #define MAX_MEDIA 8
@@ -627,6 +628,52 @@ done:
     tsr_model_free(model);
 }
 
+#ifdef TSR_ALLOC_FAILPOINTS
+/* Every allocation of the encoder (tsr_prompt_new on a two-image prompt) failing in turn:
+ * each is a clean OOM, no leak. */
+static void alloc_walk(const char *family) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s/model", family);
+    tsr_error err = {0};
+    tsr_model *m = NULL;
+    tsr_tensor_list *in = NULL;
+    media_set md = {0};
+    cJSON *files = cJSON_CreateArray();
+    cJSON_AddItemToArray(files, cJSON_CreateString("rgb_64x48.png"));
+    cJSON_AddItemToArray(files, cJSON_CreateString("large_160x120.png"));
+    CHECK(load_media(files, &md));
+    cJSON_Delete(files);
+    CHECK_OK(tsr_model_load(tsr_test_fixture(rel), NULL, &m, &err), &err);
+    if (m)
+        CHECK_OK(tsr_processor_run_prompt(tsr_model_processor(m),
+                                          "<|vision_start|><|image_pad|><|vision_end|>x"
+                                          "<|vision_start|><|image_pad|><|vision_end|>",
+                                          1, md.items, md.n, &in, &err),
+                 &err);
+    int saw_ok = 0;
+    for (long n = 1; in && n < 2000 && !saw_ok; n++) {
+        tsr_prompt *p = NULL;
+        tsr__alloc_failpoint(n);
+        tsr_status st = tsr_prompt_new(m, NULL, in, &p, &err);
+        tsr__alloc_failpoint(0);
+        CHECK_MSG(st == TSR_OK || st == TSR_ERR_OOM, "%s failpoint %ld: %s %s", family, n,
+                  tsr_status_name(st), err.message);
+        CHECK_MSG(st != TSR_OK || p, "%s failpoint %ld: no prompt", family, n);
+        saw_ok = st == TSR_OK;
+        tsr_prompt_free(p);
+    }
+    CHECK(saw_ok);
+    tsr_tensor_list_free(in);
+    tsr_model_free(m);
+    free_media(&md);
+}
+
+static void test_alloc_failures(void) {
+    alloc_walk("qwen2_vl");
+    alloc_walk("qwen2_5_vl");
+}
+#endif
+
 int main(void) {
     tsr_test_run("qwen2_vl end to end", test_qwen2_vl);
     tsr_test_run("qwen2_5_vl end to end", test_qwen2_5_vl);
@@ -634,5 +681,8 @@ int main(void) {
     tsr_test_run("BF16 vision weights", test_bf16_weights);
     tsr_test_run("bad checkpoints", test_bad_checkpoints);
     tsr_test_run("bad inputs", test_bad_inputs);
+#ifdef TSR_ALLOC_FAILPOINTS
+    tsr_test_run("allocation failures", test_alloc_failures);
+#endif
     return tsr_test_finish();
 }
