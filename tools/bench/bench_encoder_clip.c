@@ -1,10 +1,11 @@
 /* CLIP vision tower benchmark driver (tools/bench/bench_encoder_clip.sh): loads the tower of a
  * LLaVA-NeXT-layout checkpoint (config.json vision_config, vision_tower.vision_model.*) with
  * the library's internal loader and reads pixel_values [1, 3, S, S] from a safetensors file.
- * Then, for each line "run" on stdin, runs every layer on a pool of THREADS threads and
- * prints "ms=<time>" (so the caller can interleave its own runs under the same load); at EOF
- * or "quit" the last hidden state goes to OUT (safetensors, "hidden" [tokens, hidden]) for
- * the comparison with transformers. */
+ * Then, for each line "run [N]" on stdin, computes hidden state N (default: the last, every
+ * layer runs; LLaVA-NeXT's vision_feature_layer -2 is N = layers - 1) on a pool of THREADS
+ * threads and prints "ms=<time>" (so the caller can interleave its own runs under the same
+ * load); at EOF or "quit" the last hidden state of the last full run goes to OUT
+ * (safetensors, "hidden" [tokens, hidden]) for the comparison with transformers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,22 +62,40 @@ int main(int argc, char **argv) {
         goto done;
     }
     tsr__blas_init();
-    const int32_t sel = clip.n_layers; /* the last hidden state: every layer runs */
+    float *last = malloc((size_t)(T * D) * sizeof *last);
+    if (!last) {
+        fprintf(stderr, "out of memory\n");
+        goto done;
+    }
     char line[64];
     int runs = 0;
     while (fgets(line, sizeof line, stdin) && strncmp(line, "quit", 4)) {
+        int32_t sel = clip.n_layers;
+        if (line[3] == ' ') sel = (int32_t)atoi(line + 4);
+        if (strncmp(line, "run", 3) || sel < 0 || sel > clip.n_layers) {
+            fprintf(stderr, "bad command: %s", line);
+            free(last);
+            goto done;
+        }
         double t0 = bench_now_ms();
-        if (tsr__clip_run(&clip, pool, pv.data, 1, &sel, 1, 0, out, &err)) goto fail;
+        if (tsr__clip_run(&clip, pool, pv.data, 1, &sel, 1, 0, out, &err)) {
+            free(last);
+            goto fail;
+        }
         printf("ms=%.3f\n", bench_now_ms() - t0);
         fflush(stdout);
-        runs++;
+        if (sel == clip.n_layers) {
+            memcpy(last, out, (size_t)(T * D) * sizeof *last);
+            runs++;
+        }
     }
     tsr_tensor h;
     int64_t shape[2] = {T, D};
     const char *name = "hidden";
-    if (runs && (tsr_tensor_view(&h, TSR_DTYPE_F32, 2, shape, out, &err) ||
-                 tsr_safetensors_write_file(argv[4], 1, &name, &h, 0, NULL, NULL, &err)))
-        goto fail;
+    int bad = runs && (tsr_tensor_view(&h, TSR_DTYPE_F32, 2, shape, last, &err) ||
+                       tsr_safetensors_write_file(argv[4], 1, &name, &h, 0, NULL, NULL, &err));
+    free(last);
+    if (bad) goto fail;
     rc = 0;
     goto done;
 fail:
