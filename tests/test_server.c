@@ -842,6 +842,58 @@ static void test_disconnect(void) {
     http_free(&rb);
 }
 
+static double cached_tokens(const http_res *r) {
+    cJSON *j = cJSON_ParseWithLength(r->body, r->len);
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "usage");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details");
+    double v = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(d, "cached_tokens"));
+    cJSON_Delete(j);
+    return v;
+}
+
+/* A conversation that goes on reuses the slot's KV cache (usage.prompt_tokens_details.
+ * cached_tokens) and replies exactly as a fresh slot does. */
+static void test_kv_reuse(void) {
+    if (!g_have_curl) { tsr_test_skip("curl missing"); return; }
+    server_proc s;
+    const char *args[] = {"--model", text_model(), "--parallel", "1", "--ctx", "512", NULL};
+    if (start_server(&s, args, 1)) {
+        CHECK_MSG(0, "server did not start");
+        return;
+    }
+    const char *turn1 = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],"
+                        "\"max_tokens\":1,\"temperature\":0}";
+    const char *turn2 = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"},"
+                        "{\"role\":\"assistant\",\"content\":\"Hi\"},{\"role\":\"user\",\"content\":"
+                        "\"Tell me more\"}],\"max_tokens\":10,\"temperature\":0}";
+    const char *other = "{\"messages\":[{\"role\":\"user\",\"content\":\"unrelated\"}],\"max_tokens\":2}";
+    http_res a = post(&s, turn1);
+    check_completion("turn 1", &a, 1, NULL);
+    CHECK(cached_tokens(&a) == 0);
+    http_res b = post(&s, turn2);
+    char *reused = NULL, *fresh = NULL;
+    check_completion("turn 2 on the cache", &b, 10, &reused);
+    double k = cached_tokens(&b);
+    CHECK_MSG(k > 0, "turn 2 reused no cached tokens: %.300s", b.body);
+    http_res c = post(&s, other);
+    http_res d = post(&s, turn2);
+    check_completion("turn 2 fresh", &d, 10, &fresh);
+    CHECK_MSG(cached_tokens(&d) == 0, "fresh turn 2 claims cached tokens");
+    CHECK_MSG(reused && fresh && !strcmp(reused, fresh), "reused '%s' != fresh '%s'", reused, fresh);
+    http_res m = http(&s, "GET", "/metrics", NULL, NULL, 0, NULL);
+    char want[96];
+    snprintf(want, sizeof want, "tessera_prompt_tokens_cached_total %g\n", k);
+    CHECK_MSG(strstr(m.body, want) != NULL, "metrics lack '%s'", want);
+    http_free(&m);
+    free(reused);
+    free(fresh);
+    http_free(&a);
+    http_free(&b);
+    http_free(&c);
+    http_free(&d);
+    CHECK_MSG(stop_server(&s) == 0, "server did not exit 0");
+}
+
 /* --timeout passed: a 503 / 504 error body, or for a stream already answered 200 an error
  * event then [DONE]; the server keeps serving. */
 static void test_deadline_and_shutdown(void) {
@@ -1156,6 +1208,7 @@ int main(void) {
         CHECK_MSG(rc == 0, "text server: SIGTERM exit %d", rc);
     }
     tsr_test_run("API key and queue", test_key_and_queue);
+    tsr_test_run("KV cache reuse", test_kv_reuse);
     tsr_test_run("deadlines", test_deadline_and_shutdown);
     tsr_test_run("shutdown during streams", test_shutdown);
     tsr_test_run("model loading", test_loading);

@@ -77,6 +77,8 @@ typedef struct slot {
     tsr_session *session;
     pthread_t thread;
     int started;
+    int32_t *kv_ids; /* the ids whose keys and values the session holds (kv_n of them) */
+    int64_t kv_n, kv_cap;
 } slot;
 
 struct server {
@@ -110,7 +112,7 @@ struct server {
 
     pthread_mutex_t mmu; /* metrics */
     uint64_t by_status[600];
-    uint64_t prompt_tokens, completion_tokens, disconnects;
+    uint64_t prompt_tokens, completion_tokens, cached_tokens, disconnects;
     histo ttft, latency, image_enc, audio_enc;
 };
 
@@ -228,7 +230,41 @@ static cJSON *usage_json(const tsr_usage *u) {
     cJSON_AddNumberToObject(o, "prompt_tokens", (double)u->prompt_tokens);
     cJSON_AddNumberToObject(o, "completion_tokens", (double)u->completion_tokens);
     cJSON_AddNumberToObject(o, "total_tokens", (double)(u->prompt_tokens + u->completion_tokens));
+    cJSON *d = cJSON_AddObjectToObject(o, "prompt_tokens_details");
+    if (d) cJSON_AddNumberToObject(d, "cached_tokens", (double)u->cached_tokens);
     return o;
+}
+
+/* Records what the session's KV cache holds after a generation: the prompt, then the
+ * generated ids that were decoded. Anything else (cross-attention states, a count that does
+ * not add up, no memory) forgets it, and the next request starts afresh. */
+static void slot_remember(slot *sl, const tsr_decode_input *full, const tsr_token_ids *gen) {
+    int64_t n_past = tsr_session_n_past(sl->session);
+    int64_t n_gen = n_past - full->n_ids;
+    sl->kv_n = 0;
+    if (full->cross_states || n_gen < 0 || (uint64_t)n_gen > gen->n) return;
+    if (n_past > sl->kv_cap) {
+        int32_t *nb = realloc(sl->kv_ids, (size_t)n_past * sizeof *nb);
+        if (!nb) return;
+        sl->kv_ids = nb;
+        sl->kv_cap = n_past;
+    }
+    memcpy(sl->kv_ids, full->ids, (size_t)full->n_ids * sizeof *sl->kv_ids);
+    if (n_gen) memcpy(sl->kv_ids + full->n_ids, gen->ids, (size_t)n_gen * sizeof *sl->kv_ids);
+    sl->kv_n = n_past;
+}
+
+/* How many leading ids of the prompt the slot's KV cache already holds: all of the cache
+ * (there is no way to cut it shorter), when it is a proper prefix of the prompt and ends
+ * outside the media spans; otherwise 0. */
+static int64_t slot_reusable(const slot *sl, const tsr_decode_input *full) {
+    int64_t k = sl->kv_n;
+    if (k <= 0 || k >= full->n_ids || full->cross_states || tsr_session_n_past(sl->session) != k ||
+        memcmp(sl->kv_ids, full->ids, (size_t)k * sizeof *full->ids))
+        return 0;
+    for (size_t i = 0; i < full->n_spans; i++)
+        if (k > full->spans[i].start && k < full->spans[i].start + full->spans[i].n_tokens) return 0;
+    return k;
 }
 
 /* One chat.completion.chunk; content (clen bytes) and finish may be NULL; usage only: the
@@ -371,14 +407,26 @@ static void run_job(server *sv, slot *sl, job *j) {
     }
     tsr_error err = {0};
     tsr_prompt *prompt = NULL;
-    tsr_session_reset(sl->session);
     tsr_status st = tsr_prompt_new(sv->model, sl->session, j->inputs, &prompt, &err);
     double img_ms = prompt ? tsr_prompt_image_ms(prompt) : 0;
     double aud_ms = prompt ? tsr_prompt_audio_ms(prompt) : 0;
     tsr_generate_params gp = tsr_generate_params_default();
     tsr_usage usage;
     memset(&usage, 0, sizeof usage);
+    tsr_token_ids gen = {0};
+    int64_t cached = 0;
     if (!st) {
+        /* A conversation that goes on: the ids the slot decoded last time start this prompt,
+         * so only the rest is decoded. Otherwise the KV cache starts empty. */
+        const tsr_decode_input *full = tsr_prompt_input(prompt);
+        tsr_decode_input in = *full;
+        cached = slot_reusable(sl, full);
+        if (cached && tsr_prompt_input_from(prompt, cached, &in, &err) != TSR_OK) cached = 0;
+        if (!cached) {
+            tsr_session_reset(sl->session);
+            in = *full;
+        }
+        sl->kv_n = 0;
         gp.sampling = j->req.sampling;
         int64_t room = sv->n_ctx - j->n_prompt;
         gp.max_tokens = j->req.max_tokens > 0 && j->req.max_tokens < room ? j->req.max_tokens : room;
@@ -387,8 +435,17 @@ static void run_job(server *sv, slot *sl, job *j) {
         gp.n_stop = j->req.n_stop;
         gp.on_token = on_token;
         gp.user = j;
-        st = tsr_session_generate(sl->session, tsr_prompt_input(prompt), &gp, NULL, &usage, &err);
+        st = tsr_session_generate(sl->session, &in, &gp, &gen, &usage, &err);
+        if (!st) slot_remember(sl, full, &gen);
+        usage.prompt_tokens = full->n_ids;
+        usage.cached_tokens = cached;
     }
+    if (st) {
+        tsr_session_reset(sl->session);
+        sl->kv_n = 0;
+        cached = 0;
+    }
+    tsr_token_ids_free(&gen);
     tsr_prompt_free(prompt);
     double t_end = now_s();
     cancel = atomic_load(&j->cancel);
@@ -400,6 +457,7 @@ static void run_job(server *sv, slot *sl, job *j) {
     if (aud_ms > 0) histo_add(&sv->audio_enc, aud_ms / 1e3);
     sv->prompt_tokens += (uint64_t)(usage.prompt_tokens > 0 ? usage.prompt_tokens : 0);
     sv->completion_tokens += (uint64_t)(usage.completion_tokens > 0 ? usage.completion_tokens : 0);
+    sv->cached_tokens += (uint64_t)(cached > 0 ? cached : 0);
     if (j->t_first > 0) histo_add(&sv->ttft, j->t_first - j->t0);
     if (!st && !cancel) histo_add(&sv->latency, t_end - j->t0);
     if (cancel == CANCEL_CLIENT) sv->disconnects++;
@@ -996,8 +1054,13 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
               "# TYPE tessera_slots gauge\ntessera_slots %d\n"
               "# HELP tessera_model_ready 1 once the model is loaded.\n"
               "# TYPE tessera_model_ready gauge\ntessera_model_ready %d\n"
-              "# HELP tessera_prompt_tokens_total Prompt tokens decoded.\n"
+              "# HELP tessera_prompt_tokens_total Prompt tokens of the requests (cached ones "
+              "included).\n"
               "# TYPE tessera_prompt_tokens_total counter\ntessera_prompt_tokens_total %llu\n"
+              "# HELP tessera_prompt_tokens_cached_total Prompt tokens a slot's KV cache already "
+              "held (not decoded again).\n"
+              "# TYPE tessera_prompt_tokens_cached_total counter\n"
+              "tessera_prompt_tokens_cached_total %llu\n"
               "# HELP tessera_completion_tokens_total Tokens generated.\n"
               "# TYPE tessera_completion_tokens_total counter\n"
               "tessera_completion_tokens_total %llu\n"
@@ -1006,7 +1069,7 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
               "# TYPE tessera_client_disconnects_total counter\n"
               "tessera_client_disconnects_total %llu\n",
               q, busy, sv->o.parallel, ready, (unsigned long long)sv->prompt_tokens,
-              (unsigned long long)sv->completion_tokens, (unsigned long long)sv->disconnects);
+              (unsigned long long)sv->cached_tokens, (unsigned long long)sv->completion_tokens, (unsigned long long)sv->disconnects);
     sb_histo(&b, "tessera_time_to_first_token_seconds",
              "From request arrival to the first generated token.", &sv->ttft);
     sb_histo(&b, "tessera_request_duration_seconds",
@@ -1395,7 +1458,10 @@ int tsr_cli_serve(int argc, char **argv) {
     shutdown_server(sv);
 done:
     if (sv->slots)
-        for (int i = 0; i < o.parallel; i++) tsr_session_free(sv->slots[i].session);
+        for (int i = 0; i < o.parallel; i++) {
+            tsr_session_free(sv->slots[i].session);
+            free(sv->slots[i].kv_ids);
+        }
     tsr_model_free(sv->model);
     free(sv->slots);
     pthread_mutex_destroy(&sv->mu);
