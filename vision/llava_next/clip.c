@@ -3,6 +3,7 @@
  * through the layers together (one matmul per projection over every token), attention stays
  * within each tile (block-diagonal segments).
  */
+#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -163,11 +164,110 @@ static void take_state(const tsr__clip *c, const float *x, int64_t n_tiles, cons
     }
 }
 
+/* ---- F32 layers: column-split matmuls with the bias, activation and residual fused -------- */
+
+/* out[:, n0:n1] (T, N, ldc) = x (T, K) W[n0:n1]^T for worker w's columns (multiples of 16). */
+static void cols_of(int64_t N, int32_t w, int32_t nw, int64_t *n0, int64_t *n1) {
+    const int64_t blocks = (N + 15) / 16;
+    *n0 = blocks * w / nw * 16;
+    *n1 = blocks * (w + 1) / nw * 16;
+    if (*n1 > N) *n1 = N;
+    if (*n0 > N) *n0 = N;
+}
+
+typedef struct fused_job {
+    const tsr__clip *c;
+    const tsr__clip_layer *L;
+    int step;      /* 0: q, k, v; 1: x += o(att); 2: h = act(fc1(a)); 3: x += fc2(h) */
+    const float *in;
+    float *out[3];
+    int64_t T;
+} fused_job;
+
+/* C[:, n0:n1] = x W[n0:n1]^T + b (beta 0), or C[:, n0:n1] += x W[n0:n1]^T + b (accumulate). */
+static void mm_cols(const tsr__linear *l, const float *x, float *C, int64_t ldc, int64_t T,
+                    int64_t n0, int64_t n1, int accumulate) {
+    const int64_t K = l->n_in, n = n1 - n0;
+    if (n <= 0 || T <= 0) return;
+    if (accumulate)
+        for (int64_t t = 0; t < T; t++) {
+            float *r = C + t * ldc + n0;
+            for (int64_t i = 0; i < n; i++) r[i] += l->b[n0 + i];
+        }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n, (blasint)K,
+                1.0f, x, (blasint)K, (const float *)l->w.data + n0 * K, (blasint)K,
+                accumulate ? 1.0f : 0.0f, C + n0, (blasint)ldc);
+    if (!accumulate)
+        for (int64_t t = 0; t < T; t++) {
+            float *r = C + t * ldc + n0;
+            for (int64_t i = 0; i < n; i++) r[i] += l->b[n0 + i];
+        }
+}
+
+static void fused_part(void *arg, int32_t w, int32_t nw) {
+    const fused_job *j = arg;
+    const tsr__clip *c = j->c;
+    const tsr__clip_layer *L = j->L;
+    const int64_t D = c->dim, F = c->inter, T = j->T;
+    int64_t n0, n1;
+    switch (j->step) {
+    case 0:
+        cols_of(D, w, nw, &n0, &n1);
+        mm_cols(&L->q, j->in, j->out[0], D, T, n0, n1, 0);
+        mm_cols(&L->k, j->in, j->out[1], D, T, n0, n1, 0);
+        mm_cols(&L->v, j->in, j->out[2], D, T, n0, n1, 0);
+        break;
+    case 1:
+        cols_of(D, w, nw, &n0, &n1);
+        mm_cols(&L->o, j->in, j->out[0], D, T, n0, n1, 1);
+        break;
+    case 2:
+        cols_of(F, w, nw, &n0, &n1);
+        mm_cols(&L->fc1, j->in, j->out[0], F, T, n0, n1, 0);
+        if (n1 > n0)
+            for (int64_t t = 0; t < T; t++) tsr__act_run(c->act, j->out[0] + t * F + n0, n1 - n0);
+        break;
+    default:
+        cols_of(D, w, nw, &n0, &n1);
+        mm_cols(&L->fc2, j->in, j->out[0], D, T, n0, n1, 1);
+        break;
+    }
+}
+
+static int layer_is_f32(const tsr__clip_layer *L) {
+    return L->q.w.type == TSR__W_F32 && L->k.w.type == TSR__W_F32 && L->v.w.type == TSR__W_F32 &&
+           L->o.w.type == TSR__W_F32 && L->fc1.w.type == TSR__W_F32 &&
+           L->fc2.w.type == TSR__W_F32 && L->q.b && L->k.b && L->v.b && L->o.b && L->fc1.b &&
+           L->fc2.b;
+}
+
+static tsr_status layer_run_f32(const tsr__clip *c, const tsr__clip_layer *L, tsr__pool *pool,
+                                float *x, int64_t N, const tsr__attn_mask *mask, float *a,
+                                float *q, float *k, float *v, float *att, float *h,
+                                tsr_error *err) {
+    const int64_t D = c->dim;
+    fused_job j = {c, L, 0, a, {q, k, v}, N};
+    rows_run(pool, ROWS_NORM, &L->ln1, c->act, a, x, N, D);
+    tsr__pool_run(pool, fused_part, &j);
+    tsr_status s = tsr__mha(pool, att, q, D, k, D, v, D, N, c->n_heads, c->head_dim,
+                            1.0f / sqrtf((float)c->head_dim), mask, err);
+    if (s) return s;
+    j = (fused_job){c, L, 1, att, {x, NULL, NULL}, N};
+    tsr__pool_run(pool, fused_part, &j);
+    rows_run(pool, ROWS_NORM, &L->ln2, c->act, a, x, N, D);
+    j = (fused_job){c, L, 2, a, {h, NULL, NULL}, N};
+    tsr__pool_run(pool, fused_part, &j);
+    j = (fused_job){c, L, 3, h, {x, NULL, NULL}, N};
+    tsr__pool_run(pool, fused_part, &j);
+    return TSR_OK;
+}
+
 /* One pre-norm layer on x (N, D) in place; buf: a (N, D), q, k, v, att (N, D), h (N, F). */
 static tsr_status layer_run(const tsr__clip *c, const tsr__clip_layer *L, tsr__pool *pool,
                             float *x, int64_t N, const tsr__attn_mask *mask, float *a, float *q,
                             float *k, float *v, float *att, float *h, tsr_error *err) {
     const int64_t D = c->dim, F = c->inter;
+    if (layer_is_f32(L)) return layer_run_f32(c, L, pool, x, N, mask, a, q, k, v, att, h, err);
     rows_run(pool, ROWS_NORM, &L->ln1, c->act, a, x, N, D);
     tsr__linear_run(pool, &L->q, q, a, N);
     tsr__linear_run(pool, &L->k, k, a, N);
@@ -245,6 +345,7 @@ tsr_status tsr__clip_run(const tsr__clip *c, tsr__pool *pool, const float *px, i
     take_state(c, x, n_tiles, sel, n_sel, drop_cls, 0, out);
 
     const tsr__attn_mask mask = {seg, n_tiles, NULL, NULL};
+    tsr__blas_init(); /* one BLAS thread per worker */
     tsr_status s = TSR_OK;
     for (int32_t l = 0; l < deepest && !s; l++) {
         s = layer_run(c, &c->layers[l], pool, x, N, &mask, a, q, k, v, att, h, err);
