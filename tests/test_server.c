@@ -892,6 +892,23 @@ static void test_kv_reuse(void) {
     http_free(&c);
     http_free(&d);
     CHECK_MSG(stop_server(&s) == 0, "server did not exit 0");
+    /* With two slots the conversation goes back to the slot that holds it. */
+    if (!g_text.pid) return;
+    static const char *const topics[] = {"apples", "rivers", "engines", "clouds"};
+    for (int i = 0; i < 4; i++) {
+        char t1[256], t2[512];
+        snprintf(t1, sizeof t1, "{\"messages\":[{\"role\":\"user\",\"content\":\"About %s\"}],"
+                 "\"max_tokens\":1,\"temperature\":0}", topics[i]);
+        snprintf(t2, sizeof t2, "{\"messages\":[{\"role\":\"user\",\"content\":\"About %s\"},"
+                 "{\"role\":\"assistant\",\"content\":\"Yes\"},{\"role\":\"user\",\"content\":"
+                 "\"Go on\"}],\"max_tokens\":3,\"temperature\":0}", topics[i]);
+        a = post(&g_text, t1);
+        b = post(&g_text, t2);
+        CHECK_MSG(a.status == 200 && b.status == 200 && cached_tokens(&b) > 0,
+                  "two slots, %s: turn 2 not on its slot's cache: %.300s", topics[i], b.body);
+        http_free(&a);
+        http_free(&b);
+    }
 }
 
 /* --timeout passed: a 503 / 504 error body, or for a stream already answered 200 an error
@@ -1203,12 +1220,12 @@ int main(void) {
     tsr_test_run("malformed request corpus", test_corpus);
     tsr_test_run("generated abuse", test_generated);
     tsr_test_run("disconnecting clients", test_disconnect);
+    tsr_test_run("KV cache reuse", test_kv_reuse);
     if (g_have_curl && g_text.pid) {
         int rc = stop_server(&g_text);
         CHECK_MSG(rc == 0, "text server: SIGTERM exit %d", rc);
     }
     tsr_test_run("API key and queue", test_key_and_queue);
-    tsr_test_run("KV cache reuse", test_kv_reuse);
     tsr_test_run("deadlines", test_deadline_and_shutdown);
     tsr_test_run("shutdown during streams", test_shutdown);
     tsr_test_run("model loading", test_loading);

@@ -79,6 +79,8 @@ typedef struct slot {
     int started;
     int32_t *kv_ids; /* the ids whose keys and values the session holds (kv_n of them) */
     int64_t kv_n, kv_cap;
+    int index;
+    int busy; /* under sv->mu; kv_ids change only while busy */
 } slot;
 
 struct server {
@@ -127,6 +129,7 @@ struct job {
     tsr_tensor_list *inputs; /* processor output */
     char *stop[4];           /* copies of req.stop: the request's JSON is freed once processed */
     int64_t n_prompt;
+    int pref; /* the idle slot whose KV cache starts this prompt, or -1 */
     double t0, deadline;
     atomic_int cancel;
     char id[48];
@@ -490,26 +493,59 @@ static void run_job(server *sv, slot *sl, job *j) {
     pthread_mutex_unlock(&j->mu);
 }
 
+/* The first queued job this slot may take: one that prefers no slot, this one, or a slot that
+ * is busy (under sv->mu). */
+static job *take_job(server *sv, slot *sl) {
+    job *prev = NULL;
+    for (job *j = sv->q_head; j; prev = j, j = j->next) {
+        if (j->pref >= 0 && j->pref != sl->index && !sv->slots[j->pref].busy && !sv->stopping)
+            continue;
+        if (prev) prev->next = j->next;
+        else sv->q_head = j->next;
+        if (sv->q_tail == j) sv->q_tail = prev;
+        j->next = NULL;
+        sv->q_len--;
+        return j;
+    }
+    return NULL;
+}
+
+/* The idle slot whose KV cache holds the longest proper prefix of the job's input ids, or -1
+ * (under sv->mu). */
+static int preferred_slot(server *sv, const job *j) {
+    const tsr_tensor *t = tsr_tensor_list_get(j->inputs, "input_ids");
+    if (!t || t->dtype != TSR_DTYPE_I64 || !tsr_tensor_is_contiguous(t)) return -1;
+    const int64_t *ids = t->data;
+    int best = -1;
+    int64_t best_n = 0;
+    for (int i = 0; i < sv->o.parallel; i++) {
+        const slot *sl = &sv->slots[i];
+        if (sl->busy || sl->kv_n <= best_n || sl->kv_n >= j->n_prompt) continue;
+        int64_t k = 0;
+        while (k < sl->kv_n && sl->kv_ids[k] == ids[k]) k++;
+        if (k == sl->kv_n) best = i, best_n = k;
+    }
+    return best;
+}
+
 static void *slot_main(void *arg) {
     slot *sl = arg;
     server *sv = sl->sv;
     for (;;) {
         pthread_mutex_lock(&sv->mu);
-        while (!sv->stopping && !sv->q_head) pthread_cond_wait(&sv->cv, &sv->mu);
-        job *j = sv->q_head;
+        job *j = NULL;
+        while (!(j = take_job(sv, sl)) && !sv->stopping) pthread_cond_wait(&sv->cv, &sv->mu);
         if (!j) {
             pthread_mutex_unlock(&sv->mu);
             break;
         }
-        sv->q_head = j->next;
-        if (!sv->q_head) sv->q_tail = NULL;
-        j->next = NULL;
-        sv->q_len--;
         sv->busy++;
+        sl->busy = 1;
         pthread_mutex_unlock(&sv->mu);
         run_job(sv, sl, j);
         pthread_mutex_lock(&sv->mu);
         sv->busy--;
+        sl->busy = 0;
         pthread_cond_broadcast(&sv->cv);
         pthread_mutex_unlock(&sv->mu);
         job_unref(j);
@@ -572,6 +608,7 @@ static void *loader_main(void *arg) {
     sv->n_ctx = tsr_session_n_ctx(sv->slots[0].session);
     for (int i = 0; i < sv->o.parallel; i++) {
         sv->slots[i].sv = sv;
+        sv->slots[i].index = i;
         if (pthread_create(&sv->slots[i].thread, NULL, slot_main, &sv->slots[i])) {
             tsr_error e = {TSR_ERR_INTERNAL, "cannot start a slot thread"};
             load_failed(sv, "slots", TSR_ERR_INTERNAL, &e);
@@ -889,6 +926,7 @@ static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, co
     /* Jobs queued while a slot is idle are taken at once: only the rest count as waiting. */
     int full = sv->q_len >= sv->o.queue + (sv->o.parallel - sv->busy), stopping = sv->draining;
     if (!full && !stopping) {
+        j->pref = preferred_slot(sv, j);
         j->refs++; /* the queue's */
         if (sv->q_tail) sv->q_tail->next = j;
         else sv->q_head = j;
