@@ -235,6 +235,42 @@ static void link_weights(const char *dir) {
     }
 }
 
+/* tie_word_embeddings set while the checkpoint stores lm_head: the stored one is used, as
+ * transformers 5 does (it ties only a missing lm_head). */
+static void test_tied_with_lm_head(void) {
+    char dir[512], path[1024], from[1024];
+    snprintf(dir, sizeof dir, "%s/tied", g_tmp);
+    mkdir(dir, 0700);
+    const char *src = tsr_test_fixture("decoder/qwen2");
+    snprintf(from, sizeof from, "%s/model.safetensors", src);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK(symlink(from, path) == 0);
+    snprintf(from, sizeof from, "%s/config.json", src);
+    char *cfg = patched_config(from, "{\"tie_word_embeddings\": true}");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK(cfg && write_file(path, cfg, strlen(cfg)));
+    cJSON_free(cfg);
+    float logits[2][4014];
+    const char *dirs[2] = {src, dir};
+    for (int k = 0; k < 2; k++) {
+        tsr_error err = {0};
+        tsr_model *m = NULL;
+        tsr_session *s = NULL;
+        CHECK_OK(tsr_model_load(dirs[k], NULL, &m, &err), &err);
+        if (m) CHECK(tsr_model_vocab_size(m) == 4014);
+        if (m) CHECK_OK(tsr_session_new(m, NULL, &s, &err), &err);
+        int32_t ids[3] = {11, 22, 33};
+        tsr_decode_input in = tsr_decode_input_default();
+        in.ids = ids;
+        in.n_ids = 3;
+        if (s) CHECK_OK(tsr_session_decode(s, &in, logits[k], 4014, &err), &err);
+        tsr_session_free(s);
+        tsr_model_free(m);
+    }
+    CHECK(!memcmp(logits[0], logits[1], sizeof logits[0]));
+    rm_dir(dir);
+}
+
 /* generation_config.json's sampling settings become the model's defaults, as generate()
  * applies them: greedy without do_sample, top_k 50 unless set, null means unset. */
 static void test_sampling_defaults(void) {
@@ -309,6 +345,7 @@ int main(void) {
     tsr_test_run("corrupt_dirs", test_table);
     tsr_test_run("progress_and_args", test_progress_and_args);
     tsr_test_run("sampling_defaults", test_sampling_defaults);
+    tsr_test_run("tied_with_lm_head", test_tied_with_lm_head);
 #ifdef TSR_ALLOC_FAILPOINTS
     tsr_test_run("alloc_failures", test_alloc_failures);
 #endif

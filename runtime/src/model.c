@@ -49,21 +49,24 @@ static const family_defaults FAMILIES[] = {
 typedef struct layout {
     const char *model_type, *text, *text_default;
     const char *pre, *head, *alt_pre, *alt_head;
+    bool tie_default; /* tie_word_embeddings of the config class */
 } layout;
 
 static const layout LAYOUTS[] = {
-    {"qwen2", "qwen2", NULL, "model.", "lm_head.weight", NULL, NULL},
-    {"llama", "llama", NULL, "model.", "lm_head.weight", NULL, NULL},
-    {"mistral", "mistral", NULL, "model.", "lm_head.weight", NULL, NULL},
-    {"qwen2_vl", "qwen2_vl", NULL, "model.", "lm_head.weight", "model.language_model.", NULL},
-    {"qwen2_5_vl", "qwen2_vl", NULL, "model.", "lm_head.weight", "model.language_model.", NULL},
+    {"qwen2", "qwen2", NULL, "model.", "lm_head.weight", NULL, NULL, false},
+    {"llama", "llama", NULL, "model.", "lm_head.weight", NULL, NULL, false},
+    {"mistral", "mistral", NULL, "model.", "lm_head.weight", NULL, NULL, false},
+    {"qwen2_vl", "qwen2_vl", NULL, "model.", "lm_head.weight", "model.language_model.", NULL,
+     false},
+    {"qwen2_5_vl", "qwen2_vl", NULL, "model.", "lm_head.weight", "model.language_model.", NULL,
+     false},
     {"mllama", "mllama", NULL, "language_model.model.", "language_model.lm_head.weight",
-     "model.language_model.", "lm_head.weight"},
+     "model.language_model.", "lm_head.weight", false},
     {"llava_next", NULL, "llama", "language_model.model.", "language_model.lm_head.weight",
-     "model.language_model.", "lm_head.weight"},
+     "model.language_model.", "lm_head.weight", false},
     {"mistral3", NULL, "mistral", "language_model.model.", "language_model.lm_head.weight",
-     "model.language_model.", "lm_head.weight"},
-    {"minicpmo", "qwen2", NULL, "llm.model.", "llm.lm_head.weight", NULL, NULL},
+     "model.language_model.", "lm_head.weight", true},
+    {"minicpmo", "qwen2", NULL, "llm.model.", "llm.lm_head.weight", NULL, NULL, false},
 };
 
 #define CFG "config.json"
@@ -244,12 +247,16 @@ static tsr_status parse_config(const cJSON *root, tsr__decoder_config *c, const 
     double eps;
     if ((st = tsr__json_double(tc, "rms_norm_eps", fam->eps, 0.0, 1.0, &eps, CFG, err))) return st;
     c->norm_eps = (float)eps;
-    bool b;
-    if ((st = tsr__json_bool(root, "tie_word_embeddings", false, &b, CFG, err))) return st;
-    if (tc != root && cJSON_GetObjectItemCaseSensitive(tc, "tie_word_embeddings") &&
-        (st = tsr__json_bool(tc, "tie_word_embeddings", b, &b, CFG, err)))
+    /* tie_word_embeddings (the config class's default where absent, e.g. true for
+     * Mistral3Config) as transformers 5 applies it: lm_head is tied to the embeddings only
+     * when the checkpoint lacks it (a stored lm_head is used, take_tensor). Older saves put
+     * the flag in text_config; either one counts. */
+    bool b, bt = false;
+    if ((st = tsr__json_bool(root, "tie_word_embeddings", lay->tie_default, &b, CFG, err)))
         return st;
-    c->tied = b;
+    if (tc != root && (st = tsr__json_bool(tc, "tie_word_embeddings", false, &bt, CFG, err)))
+        return st;
+    c->tied = b || bt;
     if (!strcmp(tf, "qwen2") || c->mrope) {
         c->qkv_bias = 1;
         if ((st = tsr__json_bool(tc, "use_sliding_window", false, &b, CFG, err))) return st;
@@ -373,6 +380,7 @@ typedef struct expect {
     int32_t ndim;
     const float **dst;  /* vectors: F32 (16-bit ones converted at load) */
     tsr__wmat *wdst;    /* matrices: as stored */
+    int optional;       /* lm_head of a tied model */
     int found;
 } expect;
 
@@ -394,6 +402,7 @@ static void add_expect(loader *L, const char *name, int64_t r, int64_t c, const 
     e->shape[1] = c;
     e->ndim = c ? 2 : 1;
     e->dst = dst;
+    e->optional = 0;
     e->found = 0;
 }
 
@@ -417,7 +426,8 @@ static tsr_status build_expect(loader *L, tsr_error *err) {
     add_expect_w(L, nm, c->n_embed, c->dim, &L->m->tok_embed);
     snprintf(nm, sizeof nm, "%snorm.weight", pre);
     add_expect(L, nm, c->dim, 0, &L->m->out_norm);
-    if (!c->tied) add_expect_w(L, L->lay->head, c->vocab, c->dim, &L->m->lm_head);
+    add_expect_w(L, L->lay->head, c->vocab, c->dim, &L->m->lm_head);
+    L->ex[L->n_ex - 1].optional = c->tied;
     int32_t slot = 0;
     for (int32_t i = 0; i < c->n_layers; i++) {
         tsr__decoder_layer *ly = &L->m->layers[i];
@@ -483,9 +493,8 @@ static int ignorable(const tsr__decoder_config *c, const char *name) {
                                            "model.vision_model.", "model.multi_modal_projector."};
         for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
             if (!strncmp(name, skip[i], strlen(skip[i]))) return 1;
-        if (c->tied && !strcmp(name, "language_model.lm_head.weight")) return 1;
     }
-    return c->tied && !strcmp(name, "lm_head.weight");
+    return 0;
 }
 
 /* A tensor of the media encoder (under one of its prefixes, stored or canonical). */
@@ -849,11 +858,11 @@ tsr_status tsr_model_load(const char *model_dir, const tsr_model_params *params,
             s = take_tensor(&L, m->files[fi], fname, tsr_safetensors_name(m->files[fi], i), err);
     }
     for (size_t i = 0; !s && i < L.n_ex; i++)
-        if (!L.ex[i].found)
+        if (!L.ex[i].found && !L.ex[i].optional)
             s = TSR_FAIL(err, TSR_ERR_FORMAT, "model_type %s: tensor '%s' is missing",
                          m->cfg.model_type, L.ex[i].name);
     if (!s) {
-        if (m->cfg.tied) m->lm_head = m->tok_embed; /* its first vocab rows */
+        if (!m->lm_head.data) m->lm_head = m->tok_embed; /* tied: its first vocab rows */
         for (int32_t i = 0; i < m->cfg.n_layers; i++)
             if (m->layers[i].cross) {
                 /* transformers applies tanh to the f32 gate parameters in every forward */
