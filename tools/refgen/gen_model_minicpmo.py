@@ -189,8 +189,6 @@ def load_model_reference():
 
     import transformers
     import transformers.models.whisper.modeling_whisper as mw
-    if not hasattr(transformers, "LogitsWarper"):
-        transformers.LogitsWarper = type("LogitsWarper", (), {})
 
     class Attention4(mw.WhisperAttention):
         """WhisperAttention called the transformers-4 way (one value more returned)."""
@@ -224,6 +222,10 @@ def load_model_reference():
     import typing
     if not hasattr(torch.nn.functional, "List"):
         builtins.List = typing.List
+    try:
+        from transformers import LogitsWarper  # noqa: F401
+    except ImportError:  # on the package object `from transformers import` reads (sys.modules)
+        sys.modules["transformers"].LogitsWarper = type("LogitsWarper", (), {})
     sys.path.insert(0, pkg)
     with contextlib.redirect_stdout(io.StringIO()):
         mod = importlib.import_module("minicpmo_model_ref.modeling_minicpmo")
