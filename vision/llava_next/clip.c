@@ -164,7 +164,7 @@ static void take_state(const tsr__clip *c, const float *x, int64_t n_tiles, cons
     }
 }
 
-/* ---- F32 layers: column-split matmuls with the bias, activation and residual fused -------- */
+/* ---- fused layers: column-split matmuls with the bias, activation and residual fused ------ */
 
 /* out[:, n0:n1] (T, N, ldc) = x (T, K) W[n0:n1]^T for worker w's columns (multiples of 16). */
 static void cols_of(int64_t N, int32_t w, int32_t nw, int64_t *n0, int64_t *n1) {
@@ -176,6 +176,7 @@ static void cols_of(int64_t N, int32_t w, int32_t nw, int64_t *n0, int64_t *n1) 
 }
 
 typedef struct fused_job {
+    tsr__pool *pool; /* 16-bit weights: each worker widens its rows into its pool scratch */
     const tsr__clip *c;
     const tsr__clip_layer *L;
     int step;      /* 0: q, k, v; 1: x += o(att); 2: h = act(fc1(a)); 3: x += fc2(h) */
@@ -184,18 +185,24 @@ typedef struct fused_job {
     int64_t T;
 } fused_job;
 
-/* C[:, n0:n1] = x W[n0:n1]^T + b (beta 0), or C[:, n0:n1] += x W[n0:n1]^T + b (accumulate). */
+/* C[:, n0:n1] = x W[n0:n1]^T + b (beta 0), or C[:, n0:n1] += x W[n0:n1]^T + b (accumulate).
+ * 16-bit W: rows n0..n1 are widened into scratch first (one matmul per call, not per slab). */
 static void mm_cols(const tsr__linear *l, const float *x, float *C, int64_t ldc, int64_t T,
-                    int64_t n0, int64_t n1, int accumulate) {
+                    int64_t n0, int64_t n1, int accumulate, float *scratch) {
     const int64_t K = l->n_in, n = n1 - n0;
     if (n <= 0 || T <= 0) return;
+    const float *wr = (const float *)l->w.data + n0 * K;
+    if (l->w.type != TSR__W_F32) {
+        for (int64_t r = 0; r < n; r++) tsr__wmat_row(scratch + r * K, l->w, n0 + r, K);
+        wr = scratch;
+    }
     if (accumulate)
         for (int64_t t = 0; t < T; t++) {
             float *r = C + t * ldc + n0;
             for (int64_t i = 0; i < n; i++) r[i] += l->b[n0 + i];
         }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n, (blasint)K,
-                1.0f, x, (blasint)K, (const float *)l->w.data + n0 * K, (blasint)K,
+                1.0f, x, (blasint)K, wr, (blasint)K,
                 accumulate ? 1.0f : 0.0f, C + n0, (blasint)ldc);
     if (!accumulate)
         for (int64_t t = 0; t < T; t++) {
@@ -210,54 +217,78 @@ static void fused_part(void *arg, int32_t w, int32_t nw) {
     const tsr__clip_layer *L = j->L;
     const int64_t D = c->dim, F = c->inter, T = j->T;
     int64_t n0, n1;
+    size_t cap = 0;
+    float *sc = j->pool ? tsr__pool_scratch(j->pool, w, &cap) : NULL;
     switch (j->step) {
     case 0:
         cols_of(D, w, nw, &n0, &n1);
-        mm_cols(&L->q, j->in, j->out[0], D, T, n0, n1, 0);
-        mm_cols(&L->k, j->in, j->out[1], D, T, n0, n1, 0);
-        mm_cols(&L->v, j->in, j->out[2], D, T, n0, n1, 0);
+        mm_cols(&L->q, j->in, j->out[0], D, T, n0, n1, 0, sc);
+        mm_cols(&L->k, j->in, j->out[1], D, T, n0, n1, 0, sc);
+        mm_cols(&L->v, j->in, j->out[2], D, T, n0, n1, 0, sc);
         break;
     case 1:
         cols_of(D, w, nw, &n0, &n1);
-        mm_cols(&L->o, j->in, j->out[0], D, T, n0, n1, 1);
+        mm_cols(&L->o, j->in, j->out[0], D, T, n0, n1, 1, sc);
         break;
     case 2:
         cols_of(F, w, nw, &n0, &n1);
-        mm_cols(&L->fc1, j->in, j->out[0], F, T, n0, n1, 0);
+        mm_cols(&L->fc1, j->in, j->out[0], F, T, n0, n1, 0, sc);
         if (n1 > n0)
             for (int64_t t = 0; t < T; t++) tsr__act_run(c->act, j->out[0] + t * F + n0, n1 - n0);
         break;
     default:
         cols_of(D, w, nw, &n0, &n1);
-        mm_cols(&L->fc2, j->in, j->out[0], D, T, n0, n1, 1);
+        mm_cols(&L->fc2, j->in, j->out[0], D, T, n0, n1, 1, sc);
         break;
     }
 }
 
-static int layer_is_f32(const tsr__clip_layer *L) {
-    return L->q.w.type == TSR__W_F32 && L->k.w.type == TSR__W_F32 && L->v.w.type == TSR__W_F32 &&
-           L->o.w.type == TSR__W_F32 && L->fc1.w.type == TSR__W_F32 &&
-           L->fc2.w.type == TSR__W_F32 && L->q.b && L->k.b && L->v.b && L->o.b && L->fc1.b &&
-           L->fc2.b;
+/* Floats of scratch a worker needs to widen its rows of the layer's 16-bit matrices. */
+static size_t widen_need(const tsr__clip *c, int32_t nw) {
+    const int64_t D = c->dim, F = c->inter;
+    int64_t n0, n1, best = 0;
+    cols_of(D, 0, nw, &n0, &n1);
+    best = (n1 - n0) * (D > F ? D : F); /* q, k, v, o: (cols, D); fc2: (cols, F) */
+    cols_of(F, 0, nw, &n0, &n1);
+    if ((n1 - n0) * D > best) best = (n1 - n0) * D; /* fc1 */
+    return (size_t)best;
 }
 
-static tsr_status layer_run_f32(const tsr__clip *c, const tsr__clip_layer *L, tsr__pool *pool,
+/* The fused path takes F32 matrices, or 16-bit ones when every worker has the scratch to
+ * widen its rows (else the generic path widens them in slabs or per row). */
+static int layer_fusable(const tsr__clip *c, const tsr__clip_layer *L, tsr__pool *pool) {
+    const tsr__linear *m[6] = {&L->q, &L->k, &L->v, &L->o, &L->fc1, &L->fc2};
+    int wide = 0;
+    for (int i = 0; i < 6; i++) {
+        if (!m[i]->b) return 0;
+        if (m[i]->w.type != TSR__W_F32) wide = 1;
+    }
+    if (!wide) return 1;
+    const size_t need = widen_need(c, tsr__pool_size(pool));
+    size_t cap = 0;
+    if (!pool || tsr__pool_reserve(pool, need)) return 0;
+    for (int32_t w = 0; w < tsr__pool_size(pool); w++)
+        if (!tsr__pool_scratch(pool, w, &cap) || cap < need) return 0;
+    return 1;
+}
+
+static tsr_status layer_run_fused(const tsr__clip *c, const tsr__clip_layer *L, tsr__pool *pool,
                                 float *x, int64_t N, const tsr__attn_mask *mask, float *a,
                                 float *q, float *k, float *v, float *att, float *h,
                                 tsr_error *err) {
     const int64_t D = c->dim;
-    fused_job j = {c, L, 0, a, {q, k, v}, N};
+    fused_job j = {pool, c, L, 0, a, {q, k, v}, N};
     rows_run(pool, ROWS_NORM, &L->ln1, c->act, a, x, N, D);
     tsr__pool_run(pool, fused_part, &j);
     tsr_status s = tsr__mha(pool, att, q, D, k, D, v, D, N, c->n_heads, c->head_dim,
                             1.0f / sqrtf((float)c->head_dim), mask, err);
     if (s) return s;
-    j = (fused_job){c, L, 1, att, {x, NULL, NULL}, N};
+    j = (fused_job){pool, c, L, 1, att, {x, NULL, NULL}, N};
     tsr__pool_run(pool, fused_part, &j);
     rows_run(pool, ROWS_NORM, &L->ln2, c->act, a, x, N, D);
-    j = (fused_job){c, L, 2, a, {h, NULL, NULL}, N};
+    j = (fused_job){pool, c, L, 2, a, {h, NULL, NULL}, N};
     tsr__pool_run(pool, fused_part, &j);
-    j = (fused_job){c, L, 3, h, {x, NULL, NULL}, N};
+    j = (fused_job){pool, c, L, 3, h, {x, NULL, NULL}, N};
     tsr__pool_run(pool, fused_part, &j);
     return TSR_OK;
 }
@@ -267,7 +298,7 @@ static tsr_status layer_run(const tsr__clip *c, const tsr__clip_layer *L, tsr__p
                             float *x, int64_t N, const tsr__attn_mask *mask, float *a, float *q,
                             float *k, float *v, float *att, float *h, tsr_error *err) {
     const int64_t D = c->dim, F = c->inter;
-    if (layer_is_f32(L)) return layer_run_f32(c, L, pool, x, N, mask, a, q, k, v, att, h, err);
+    if (layer_fusable(c, L, pool)) return layer_run_fused(c, L, pool, x, N, mask, a, q, k, v, att, h, err);
     rows_run(pool, ROWS_NORM, &L->ln1, c->act, a, x, N, D);
     tsr__linear_run(pool, &L->q, q, a, N);
     tsr__linear_run(pool, &L->k, k, a, N);
