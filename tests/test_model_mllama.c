@@ -8,7 +8,8 @@
  *   greedy                   32 ids, EOS not stopping, identical
  * The same checkpoint under the names transformers 5 writes (model.vision_model.*, ...)
  * loads and gives the same numbers. An image slot whose tiles are all masked gives the
- * reference's equal attention weights. Bad inputs: a checkpoint missing an encoder tensor or
+ * reference's equal attention weights. The encoder's weights stored in BF16 give what the same
+ * values stored in F32 give. Bad inputs: a checkpoint missing an encoder tensor or
  * holding one of the wrong shape; pixel_values that disagree with aspect_ratio_ids /
  * aspect_ratio_mask; ids and mask values out of range. Each fails with its own error. */
 #include <cjson/cJSON.h>
@@ -230,6 +231,35 @@ static const char *const SIDE_FILES[] = {"config.json", "generation_config.json"
 typedef const char *(*rename_fn)(const char *name);
 typedef int (*reshape_fn)(const char *name, int64_t *shape, int32_t ndim);
 
+/* 0: the encoder's F32 tensors as they are; 1: rounded to BF16 (nearest even) and stored so;
+ * 2: rounded to BF16 and stored as F32. */
+static int g_round;
+
+static uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* t (F32) rounded as g_round says into *out (owned). */
+static int round_tensor(const tsr_tensor *t, tsr_tensor *out) {
+    tsr_error err = {0};
+    if (tsr_tensor_alloc(out, g_round == 1 ? TSR_DTYPE_BF16 : TSR_DTYPE_F32, t->ndim, t->shape,
+                         &err))
+        return 0;
+    const float *x = t->data;
+    for (int64_t i = 0; i < tsr_tensor_numel(t); i++) {
+        uint16_t b = to_bf16(x[i]);
+        if (g_round == 1) {
+            ((uint16_t *)out->data)[i] = b;
+        } else {
+            uint32_t u = (uint32_t)b << 16;
+            memcpy((float *)out->data + i, &u, sizeof u);
+        }
+    }
+    return 1;
+}
+
 static int write_variant(const char *dir, rename_fn ren, reshape_fn resh) {
     char from[1024], to[1024];
     for (size_t i = 0; i < sizeof SIDE_FILES / sizeof SIDE_FILES[0]; i++) {
@@ -257,7 +287,14 @@ static int write_variant(const char *dir, rename_fn ren, reshape_fn resh) {
         }
         int64_t shape[TSR_MAX_DIMS];
         memcpy(shape, t.shape, sizeof shape);
-        if (resh && resh(name, shape, t.ndim)) {
+        int enc_part = !strncmp(name, "vision_model.", 13) ||
+                       !strncmp(name, "multi_modal_projector.", 22);
+        if (g_round && enc_part && t.dtype == TSR_DTYPE_F32) {
+            if (!round_tensor(&t, &ts[k])) {
+                ok = 0;
+                break;
+            }
+        } else if (resh && resh(name, shape, t.ndim)) {
             if (tsr_tensor_alloc(&ts[k], t.dtype, t.ndim, shape, &err)) {
                 ok = 0;
                 break;
@@ -331,6 +368,49 @@ static void test_transformers5_names(void) {
     tsr_session_free(s);
     tsr_model_free(m);
     remove_variant(dir);
+}
+
+/* The encoder's weights stored in BF16 (16-bit matrices widened in the kernels, 16-bit
+ * vectors converted at load) give what the same rounded values stored in F32 give. */
+static void test_bf16_weights(void) {
+    tsr_tensor_list *states[2] = {NULL, NULL};
+    const cJSON *c = find_case("two_images");
+    for (int v = 0; v < 2 && c; v++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/bf16_%d", g_tmp, v);
+        CHECK(mkdir(dir, 0700) == 0);
+        g_round = v == 0 ? 1 : 2;
+        CHECK(write_variant(dir, NULL, NULL));
+        g_round = 0;
+        tsr_model *m = load_model(dir);
+        tsr_tensor_list *in = m ? process(m, c) : NULL;
+        tsr_error err = {0};
+        tsr_prompt *p = NULL;
+        if (in) CHECK_OK(tsr_prompt_new(m, NULL, in, &p, &err), &err);
+        const tsr_tensor *cs = p ? tsr_tensor_list_get(tsr_prompt_tensors(p),
+                                                      "cross_attention_states") : NULL;
+        if (cs && !tsr_tensor_list_new(&states[v], &err)) {
+            tsr_tensor copy;
+            if (!tsr_tensor_alloc(&copy, cs->dtype, cs->ndim, cs->shape, &err)) {
+                memcpy(copy.data, cs->data, tsr_tensor_nbytes(cs));
+                if (tsr_tensor_list_add(states[v], "s", &copy, &err)) tsr_tensor_free(&copy);
+            }
+        }
+        tsr_prompt_free(p);
+        tsr_tensor_list_free(in);
+        tsr_model_free(m);
+        remove_variant(dir);
+    }
+    const tsr_tensor *a = states[0] ? tsr_tensor_list_get(states[0], "s") : NULL;
+    const tsr_tensor *b = states[1] ? tsr_tensor_list_get(states[1], "s") : NULL;
+    CHECK(a && b);
+    if (a && b) {
+        double d = tsr_test_compare_tensor("mllama/bf16", "cross_attention_states", a, b, 1e-5);
+        printf("mllama/bf16 weights vs the same values in f32: cross_attention_states max abs "
+               "diff %.3g\n", d);
+    }
+    tsr_tensor_list_free(states[0]);
+    tsr_tensor_list_free(states[1]);
 }
 
 static const char *drop_name;
@@ -542,6 +622,7 @@ int main(void) {
     tsr_test_run("parity", test_parity);
     tsr_test_run("masked_tiles", test_masked_tiles);
     tsr_test_run("transformers5_names", test_transformers5_names);
+    tsr_test_run("bf16_weights", test_bf16_weights);
     tsr_test_run("bad_checkpoint", test_bad_checkpoint);
     tsr_test_run("bad_inputs", test_bad_inputs);
 #ifdef TSR_ALLOC_FAILPOINTS

@@ -54,7 +54,8 @@ typedef struct ml_enc {
     tsr__wmat patch_w;          /* (dim, channels * patch * patch) */
     const float *cls;           /* (dim) */
     const float *pos;           /* (n_patches, dim) */
-    const float *tile_pos;      /* (n_ratios + 1, max_tiles * n_patches * dim) */
+    tsr__wmat tile_pos;         /* (n_ratios + 1, max_tiles * n_patches * dim), as stored:
+                                 * one row is widened per image */
     const float *pre_tile;      /* (n_ratios + 1, max_tiles * dim) */
     const float *post_tile;     /* (n_ratios + 1, max_tiles * dim) */
     float pos_gate, pre_gate, post_gate; /* tanh'd */
@@ -237,8 +238,8 @@ static tsr_status mllama_load(const tsr__model_configs *cfg, tsr__weights *w,
         (st = tsr__weights_vec(w, "vision_model.class_embedding", D, &e->cls, err)) ||
         (st = tsr__weights_f32(w, "vision_model.gated_positional_embedding.embedding", 2,
                                (int64_t[]){e->n_patches, D}, &e->pos, err)) ||
-        (st = tsr__weights_f32(w, "vision_model.gated_positional_embedding.tile_embedding.weight",
-                               2, (int64_t[]){R1, tile_pos_cols}, &e->tile_pos, err)) ||
+        (st = tsr__weights_mat(w, "vision_model.gated_positional_embedding.tile_embedding.weight",
+                               R1, tile_pos_cols, &e->tile_pos, err)) ||
         (st = gate(w, "vision_model.gated_positional_embedding.gate", &e->pos_gate, err)) ||
         (st = tsr__weights_f32(w, "vision_model.pre_tile_positional_embedding.embedding.weight", 2,
                                (int64_t[]){R1, NT * D}, &e->pre_tile, err)) ||
@@ -453,7 +454,7 @@ static void attn_part(void *arg, int32_t w, int32_t nw) {
 typedef struct ml_run {
     float *x;      /* (T, D) hidden states */
     float *h;      /* (T, D) normed */
-    float *q, *k, *v, *a; /* (T, D) */
+    float *q, *k, *v, *a; /* (T, D); a first holds the image's tile position embedding */
     float *f;      /* (T, inter) */
     float *cat;    /* (max_tiles * n_patches, out_dim): final, then intermediates interleaved */
     float *col;    /* (max_tiles * grid^2, channels * patch^2) */
@@ -569,7 +570,8 @@ static void image_run(const ml_enc *e, tsr__pool *p, ml_run *r, const float *pix
     tsr__matmul_wt(p, r->h, r->col, e->patch_w, NULL, NT * np, kp, D);
     /* embeddings (tile, position) into q, then layernorm_pre */
     const float *pre = e->pre_tile + ar_id * NT * D;
-    const float *tpos = e->tile_pos + ar_id * NT * NP * D;
+    tsr__wmat_row(r->a, e->tile_pos, ar_id, NT * NP * D);
+    const float *tpos = r->a;
     for (int64_t t = 0; t < NT; t++)
         for (int64_t i = 0; i < NP; i++) {
             float *row = r->q + (t * NP + i) * D;
