@@ -810,13 +810,24 @@ static void processor_error(const job *j, tsr_status st, const tsr_error *err, t
     tsr_srv_error_set(e, http, code, param, "%s", err->message);
 }
 
+/* 1 when no more requests may queue (under sv->mu): jobs queued while a slot is idle are
+ * taken at once, so only the rest count as waiting. */
+static int queue_full(const server *sv) {
+    return sv->q_len >= sv->o.queue + (sv->o.parallel - sv->busy);
+}
+
 static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, conn_ctx *cx) {
     pthread_mutex_lock(&sv->mu);
-    int state = sv->state, draining = sv->draining;
+    int state = sv->state, draining = sv->draining, full_now = state == ST_READY && queue_full(sv);
     pthread_mutex_unlock(&sv->mu);
     if (draining) return fail(sv, c, 503, "shutting_down", NULL, "the server is shutting down");
     if (state != ST_READY)
         return fail(sv, c, 503, "model_loading", NULL, "the model is still loading; retry shortly");
+    /* Refused before any parsing or media work when the queue is already full (checked
+     * again when the request queues). */
+    if (full_now)
+        return fail(sv, c, 503, "queue_full", NULL,
+                    "all generation slots are busy and the queue is full; retry shortly");
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (!ct || strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' '))
         return fail(sv, c, 415, "unsupported_media_type", NULL,
@@ -923,8 +934,7 @@ static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, co
     }
 
     pthread_mutex_lock(&sv->mu);
-    /* Jobs queued while a slot is idle are taken at once: only the rest count as waiting. */
-    int full = sv->q_len >= sv->o.queue + (sv->o.parallel - sv->busy), stopping = sv->draining;
+    int full = queue_full(sv), stopping = sv->draining;
     if (!full && !stopping) {
         j->pref = preferred_slot(sv, j);
         j->refs++; /* the queue's */
