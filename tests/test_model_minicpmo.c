@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "tessera_internal.h"
 
 #define N_GREEDY 32
 #define MAX_MEDIA 8
@@ -535,6 +536,33 @@ static void test_bad_inputs(void) {
     tsr_model_free(m);
 }
 
+#ifdef TSR_ALLOC_FAILPOINTS
+/* Every allocation of the encoders (tsr_prompt_new on a prompt with a sliced image and audio)
+ * failing in turn: each is a clean OOM, no leak. */
+static void test_alloc_failures(void) {
+    tsr_model *m = load_model(tsr_test_fixture(MODEL));
+    const cJSON *c = find_case("slices_audio");
+    tsr_tensor_list *in = m && c ? process(m, c) : NULL;
+    int saw_ok = 0;
+    for (long n = 1; in && n < 4000 && !saw_ok; n++) {
+        tsr_error err = {0};
+        tsr_prompt *p = NULL;
+        tsr__alloc_failpoint(n);
+        tsr_status st = tsr_prompt_new(m, NULL, in, &p, &err);
+        tsr__alloc_failpoint(0);
+        CHECK_MSG(st == TSR_OK || st == TSR_ERR_OOM, "failpoint %ld: %s %s", n,
+                  tsr_status_name(st), err.message);
+        CHECK_MSG(st != TSR_OK || p, "failpoint %ld: no prompt", n);
+        saw_ok = st == TSR_OK;
+        if (saw_ok) printf("allocation failures: %ld allocations, each a clean OOM\n", n - 1);
+        tsr_prompt_free(p);
+    }
+    CHECK(saw_ok);
+    tsr_tensor_list_free(in);
+    tsr_model_free(m);
+}
+#endif
+
 int main(void) {
     size_t len;
     char *text = (char *)tsr_test_read(tsr_test_fixture("models/minicpmo/cases.json"), &len);
@@ -554,6 +582,9 @@ int main(void) {
     tsr_test_run("unchunked", test_unchunked);
     tsr_test_run("bad_checkpoint", test_bad_checkpoint);
     tsr_test_run("bad_inputs", test_bad_inputs);
+#ifdef TSR_ALLOC_FAILPOINTS
+    tsr_test_run("allocation_failures", test_alloc_failures);
+#endif
     rmdir(g_tmp);
     tsr_test_close_safetensors(g_exp);
     cJSON_Delete(g_cases);
