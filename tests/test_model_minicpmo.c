@@ -560,6 +560,31 @@ static void test_alloc_failures(void) {
     CHECK(saw_ok);
     tsr_tensor_list_free(in);
     tsr_model_free(m);
+
+    /* loading (the checkpoint without its tokenizer, which has its own walk elsewhere) */
+    char dir[512], path[1024];
+    snprintf(dir, sizeof dir, "%s/alloc", g_tmp);
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK(write_variant(dir, NULL, NULL));
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    unlink(path);
+    saw_ok = 0;
+    for (long n = 1; n < 20000 && !saw_ok; n++) {
+        tsr_error err = {0};
+        tsr_model *lm = NULL;
+        tsr__alloc_failpoint(n);
+        tsr_status st = tsr_model_load(dir, NULL, &lm, &err);
+        tsr__alloc_failpoint(0);
+        CHECK_MSG(st == TSR_OK || st == TSR_ERR_OOM, "load failpoint %ld: %s %s", n,
+                  tsr_status_name(st), err.message);
+        saw_ok = st == TSR_OK && lm;
+        if (saw_ok) printf("load allocation failures: %ld allocations, each a clean OOM\n", n - 1);
+        tsr_model_free(lm);
+    }
+    CHECK(saw_ok);
+    remove_variant(dir);
 }
 #endif
 
