@@ -37,6 +37,9 @@ typedef struct tsr__encoder_ops {
     tsr_status (*encode)(const void *enc, tsr__pool *pool, const tsr_tensor_list *inputs,
                          tsr_tensor_list *out, double *image_ms, double *audio_ms,
                          tsr_error *err);
+    /* Prefixes of checkpoint parts Tessera does not run (MiniCPM-o's tts.*): neither the
+     * text loader nor the encoder reads them. NULL terminated; may be NULL. */
+    const char *const *unread;
 } tsr__encoder_ops;
 
 /* The encoder of config.json model_type, or NULL (a text-only model). */

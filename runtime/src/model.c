@@ -505,6 +505,8 @@ static int encoder_owns(const loader *L, const char *name) {
         if (!strncmp(name, *p, strlen(*p))) return 1;
     for (const char *const *a = e->aliases; a && a[0] && a[1]; a += 2)
         if (!strncmp(name, a[0], strlen(a[0]))) return 1;
+    for (const char *const *p = e->unread; p && *p; p++)
+        if (!strncmp(name, *p, strlen(*p))) return 1;
     return 0;
 }
 

@@ -401,4 +401,4 @@ static const char *const k_aliases[] = {
     NULL, NULL};
 
 const tsr__encoder_ops tsr__llava_next_encoder = {"llava_next", k_prefixes, k_aliases,
-                                                  llava_load, llava_enc_free, llava_encode};
+                                                  llava_load, llava_enc_free, llava_encode, NULL};

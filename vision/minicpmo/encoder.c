@@ -668,10 +668,8 @@ done:
 
 static const char *const k_prefixes[] = {"vpm.", "resampler.", "apm.", "audio_projection_layer.",
                                          NULL};
-/* tts.*: the checkpoint's speech decoder. Listing its stored prefix here makes it the encoder's
- * (the text decoder skips it); it is renamed outside k_prefixes, so the leftover check passes
- * over it and nothing reads it. */
-static const char *const k_aliases[] = {"tts.", "unread.tts.", NULL, NULL};
+/* tts.*: the checkpoint's speech decoder (Tessera produces text only). */
+static const char *const k_unread[] = {"tts.", NULL};
 
-const tsr__encoder_ops tsr__minicpmo_encoder = {"minicpmo", k_prefixes, k_aliases, mo_load,
-                                                mo_free, mo_encode};
+const tsr__encoder_ops tsr__minicpmo_encoder = {"minicpmo", k_prefixes, NULL, mo_load,
+                                                mo_free, mo_encode, k_unread};

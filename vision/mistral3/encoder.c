@@ -586,4 +586,4 @@ static const char *const aliases[] = {"model.vision_tower.", "vision_tower.",
                                       "model.multi_modal_projector.", "multi_modal_projector.",
                                       NULL};
 const tsr__encoder_ops tsr__mistral3_encoder = {"mistral3", prefixes, aliases, load, free_enc,
-                                                encode};
+                                                encode, NULL};

@@ -720,4 +720,4 @@ static tsr_status mllama_encode(const void *enc, tsr__pool *pool, const tsr_tens
 }
 
 const tsr__encoder_ops tsr__mllama_encoder = {"mllama",    prefixes,    aliases,
-                                              mllama_load, mllama_free, mllama_encode};
+                                              mllama_load, mllama_free, mllama_encode, NULL};

@@ -673,6 +673,6 @@ static const char *const prefixes[] = {"visual.", NULL};
 /* transformers 5 save_pretrained writes the tower as model.visual.*. */
 static const char *const aliases[] = {"model.visual.", "visual.", NULL};
 const tsr__encoder_ops tsr__qwen2_vl_encoder = {"qwen2_vl", prefixes, aliases, load_qwen2,
-                                                free_enc, encode};
+                                                free_enc, encode, NULL};
 const tsr__encoder_ops tsr__qwen2_5_vl_encoder = {"qwen2_5_vl", prefixes, aliases, load_qwen25,
-                                                  free_enc, encode};
+                                                  free_enc, encode, NULL};
