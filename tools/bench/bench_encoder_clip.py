@@ -1,7 +1,10 @@
 """CLIP vision tower benchmark: Tessera (bench_encoder_clip, the LLaVA-NeXT tower in
 vision/llava_next/clip.c) versus transformers' CLIPVisionModel on a random-weight
 CLIP-ViT-L/14-336 (hidden 1024, 24 layers, 16 heads, intermediate 4096, quick_gelu), one
-336x336 image (577 tokens), f32, same threads, same pixel values, same run.
+336x336 image (577 tokens), f32 compute, same threads, same pixel values, same run. The
+weights are stored in f32, or (--dtype f16 / bf16, as the hub's LLaVA-NeXT checkpoints store
+them) in 16 bits: transformers then runs the model upcast to float32 (dtype=float32) and
+Tessera widens the rows in its kernels.
 
 Both sides run all 24 layers and return the last hidden state (577 x 1024); transformers also
 applies post_layernorm to the CLS row (its pooled output), a negligible extra. LLaVA-NeXT
@@ -36,8 +39,8 @@ def config():
                             projection_dim=768)
 
 
-def make_model(out):
-    d = os.path.join(out, "clip_model")
+def make_model(out, dtype):
+    d = os.path.join(out, "clip_model" if dtype == "f32" else "clip_model_" + dtype)
     if os.path.exists(os.path.join(d, "config.json")):
         return d
     os.makedirs(d, exist_ok=True)
@@ -49,7 +52,9 @@ def make_model(out):
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             else:
                 p.copy_(torch.randn_like(p) * 0.02)
-    sd = {"vision_tower.vision_model." + k: v.contiguous() for k, v in model.state_dict().items()}
+    cast = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    sd = {"vision_tower.vision_model." + k: v.to(cast).contiguous()
+          for k, v in model.state_dict().items()}
     save_file(sd, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump({"model_type": "llava_next", "vision_config": config().to_dict()}, f, indent=1)
@@ -60,7 +65,7 @@ def load_model(model_dir):
     model = CLIPVisionModel(config()).eval()
     sd = load_file(os.path.join(model_dir, "model.safetensors"))
     pre = "vision_tower.vision_model."
-    model.load_state_dict({k[len(pre):]: v for k, v in sd.items()}, strict=True)
+    model.load_state_dict({k[len(pre):]: v.float() for k, v in sd.items()}, strict=True)
     return model
 
 
@@ -102,9 +107,10 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", choices=("f32", "f16", "bf16"), default="f32")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    model_dir = make_model(a.out)
+    model_dir = make_model(a.out, a.dtype)
     inputs, pv = make_inputs(a.out)
     torch.set_num_threads(a.threads)
     model = load_model(model_dir)
@@ -128,8 +134,8 @@ def main():
     diff = float((ts_hid - hf_hid).abs().max())
     scale = float(hf_hid.abs().max())
     ratio = hf_med / ts_med
-    print("CLIP ViT-L/14-336, one %dx%d image (577 tokens), 24 layers, f32, %d threads, %d reps"
-          % (SIDE, SIDE, a.threads, a.reps))
+    print("CLIP ViT-L/14-336, one %dx%d image (577 tokens), 24 layers, %s weights, f32 compute, "
+          "%d threads, %d reps" % (SIDE, SIDE, a.dtype, a.threads, a.reps))
     print("  Tessera       median %9.1f ms  min %9.1f ms" % (ts_med, ts_min))
     print("  transformers  median %9.1f ms  min %9.1f ms  (attention: %s)" % (hf_med, hf_min, impl))
     print("  ratio transformers / Tessera: %.2fx (of the minimums: %.2fx)" % (ratio, hf_min / ts_min))
@@ -137,8 +143,9 @@ def main():
           "%.1f ms; transformers' get_image_features runs the whole tower: ratio %.2fx"
           % (LAYERS - 1, ts23_med, hf_med / ts23_med))
     print("  last hidden state max |diff| %.3e (max |value| %.3e)" % (diff, scale))
-    with open(os.path.join(a.out, "bench_encoder_clip.json"), "w") as f:
-        json.dump({"side": SIDE, "threads": a.threads, "reps": a.reps,
+    name = "bench_encoder_clip.json" if a.dtype == "f32" else "bench_encoder_clip_%s.json" % a.dtype
+    with open(os.path.join(a.out, name), "w") as f:
+        json.dump({"side": SIDE, "dtype": a.dtype, "threads": a.threads, "reps": a.reps,
                    "tessera_ms": ts_med, "tessera_min_ms": ts_min, "tessera_runs_ms": ts_ms[1:],
                    "transformers_ms": hf_med, "transformers_min_ms": hf_min,
                    "transformers_runs_ms": hf_ms[1:], "transformers_attention": impl,
