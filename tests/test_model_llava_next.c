@@ -556,6 +556,26 @@ static void test_bad_inputs(void) {
     expect_prompt_error("image_sizes rows", bad, TSR_ERR_SHAPE, "pixel_values [3, ", "image_sizes [2, 2]");
     tsr_tensor_list_free(bad);
 
+    /* a zero image size */
+    int64_t zero[6];
+    memcpy(zero, sz->data, sizeof zero);
+    zero[3] = 0;
+    tsr_tensor t5 = *sz;
+    t5.data = zero;
+    bad = replace_input(in, "image_sizes", &t5);
+    expect_prompt_error("image_sizes zero", bad, TSR_ERR_INVALID_ARG, "image_sizes[1]", ", 0) is not a valid image size");
+    tsr_tensor_list_free(bad);
+
+    /* image_sizes of another dtype */
+    float fsz[6] = {0};
+    tsr_tensor t6 = *sz;
+    t6.dtype = TSR_DTYPE_F32;
+    t6.strides[0] = 2;
+    t6.data = fsz;
+    bad = replace_input(in, "image_sizes", &t6);
+    expect_prompt_error("image_sizes dtype", bad, TSR_ERR_FORMAT, "image_sizes", "I64");
+    tsr_tensor_list_free(bad);
+
     /* pixel_values of another tile size */
     tsr_tensor t3 = *pv;
     t3.shape[3] = t3.shape[4] = 14;
