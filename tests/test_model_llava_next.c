@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "tessera_internal.h"
 
 #define TOL 1e-4
 #define DIR_REL "models/llava_next"
@@ -603,6 +604,61 @@ static void test_bad_inputs(void) {
     tsr_tensor_list_free(in);
 }
 
+#ifdef TSR_ALLOC_FAILPOINTS
+/* Every allocation of the encoder failing in turn (tsr_prompt_new on three images, with and
+ * without a session), then of loading the checkpoint (without its tokenizer, which has its own
+ * walk elsewhere): each is a clean OOM, no leak. */
+static void test_alloc_failures(void) {
+    const cJSON *c = find_case("three_images_mixed");
+    tsr_error err = {0};
+    tsr_tensor_list *in = NULL;
+    CHECK(c != NULL);
+    if (c) CHECK_OK(run_processor(g_model, c, &in, &err), &err);
+    for (int with_session = 0; in && with_session < 2; with_session++) {
+        int saw_ok = 0;
+        for (long n = 1; n < 4000 && !saw_ok; n++) {
+            tsr_prompt *p = NULL;
+            tsr__alloc_failpoint(n);
+            tsr_status st = tsr_prompt_new(g_model, with_session ? g_session : NULL, in, &p, &err);
+            tsr__alloc_failpoint(0);
+            CHECK_MSG(st == TSR_OK || st == TSR_ERR_OOM, "failpoint %ld: %s %s", n,
+                      tsr_status_name(st), err.message);
+            CHECK_MSG(st != TSR_OK || p, "failpoint %ld: no prompt", n);
+            saw_ok = st == TSR_OK;
+            if (saw_ok)
+                printf("  encoder (%s): %ld allocations, each failing is a clean OOM\n",
+                       with_session ? "2 threads" : "no session", n - 1);
+            tsr_prompt_free(p);
+        }
+        CHECK(saw_ok);
+    }
+    tsr_tensor_list_free(in);
+
+    const char *dir = tmp_model("alloc");
+    ckpt_edit e = {0, EDIT_NONE, NULL, NULL, NULL, NULL};
+    char path[1024];
+    CHECK(write_model(dir, &e));
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    unlink(path);
+    int saw_ok = 0;
+    for (long n = 1; n < 20000 && !saw_ok; n++) {
+        tsr_model *m = NULL;
+        tsr__alloc_failpoint(n);
+        tsr_status st = tsr_model_load(dir, NULL, &m, &err);
+        tsr__alloc_failpoint(0);
+        CHECK_MSG(st == TSR_OK || st == TSR_ERR_OOM, "load failpoint %ld: %s %s", n,
+                  tsr_status_name(st), err.message);
+        saw_ok = st == TSR_OK && m;
+        if (saw_ok) printf("  load: %ld allocations, each failing is a clean OOM\n", n - 1);
+        tsr_model_free(m);
+    }
+    CHECK(saw_ok);
+    remove_model(dir);
+}
+#endif
+
 int main(void) {
     tsr_error err = {0};
     g_cases = load_json(tsr_test_fixture(DIR_REL "/cases.json"));
@@ -626,6 +682,9 @@ int main(void) {
             tsr_test_run("llava_next_feature_layer_list", test_feature_layer_list);
             tsr_test_run("llava_next_bad_checkpoints", test_bad_checkpoints);
             tsr_test_run("llava_next_full_strategy", test_full_strategy);
+#ifdef TSR_ALLOC_FAILPOINTS
+            tsr_test_run("llava_next_allocation_failures", test_alloc_failures);
+#endif
         }
     }
     if (have_tmp) rmdir(g_tmp);
