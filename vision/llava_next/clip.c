@@ -149,8 +149,8 @@ static void rows_run(tsr__pool *p, rows_op op, const tsr__norm *nm, tsr__act act
 
 /* ---- forward ----------------------------------------------------------------------------- */
 
-/* Copies hidden state x (n_tiles * Tt, D) into column block `col` of out when sel asks for
- * state `idx`. */
+/* Copies hidden state `idx`, x (n_tiles * Tt, D), into column block j of out for every j
+ * with sel[j] == idx. */
 static void take_state(const tsr__clip *c, const float *x, int64_t n_tiles, const int32_t *sel,
                        int32_t n_sel, int drop_cls, int32_t idx, float *out) {
     const int64_t D = c->dim, Tt = tsr__clip_tokens(c), R = Tt - (drop_cls ? 1 : 0);
@@ -166,7 +166,7 @@ static void take_state(const tsr__clip *c, const float *x, int64_t n_tiles, cons
 
 /* ---- fused layers: column-split matmuls with the bias, activation and residual fused ------ */
 
-/* out[:, n0:n1] (T, N, ldc) = x (T, K) W[n0:n1]^T for worker w's columns (multiples of 16). */
+/* Worker w's share [n0, n1) of N output columns, in blocks of 16. */
 static void cols_of(int64_t N, int32_t w, int32_t nw, int64_t *n0, int64_t *n1) {
     const int64_t blocks = (N + 15) / 16;
     *n0 = blocks * w / nw * 16;
@@ -243,14 +243,17 @@ static void fused_part(void *arg, int32_t w, int32_t nw) {
     }
 }
 
-/* Floats of scratch a worker needs to widen its rows of the layer's 16-bit matrices. */
+/* Floats of scratch the busiest worker needs to widen its rows of the layer's 16-bit
+ * matrices: q, k, v, o (cols of D, D), fc2 (cols of D, F), fc1 (cols of F, D). */
 static size_t widen_need(const tsr__clip *c, int32_t nw) {
     const int64_t D = c->dim, F = c->inter;
     int64_t n0, n1, best = 0;
-    cols_of(D, 0, nw, &n0, &n1);
-    best = (n1 - n0) * (D > F ? D : F); /* q, k, v, o: (cols, D); fc2: (cols, F) */
-    cols_of(F, 0, nw, &n0, &n1);
-    if ((n1 - n0) * D > best) best = (n1 - n0) * D; /* fc1 */
+    for (int32_t w = 0; w < nw; w++) {
+        cols_of(D, w, nw, &n0, &n1);
+        if ((n1 - n0) * (D > F ? D : F) > best) best = (n1 - n0) * (D > F ? D : F);
+        cols_of(F, w, nw, &n0, &n1);
+        if ((n1 - n0) * D > best) best = (n1 - n0) * D;
+    }
     return (size_t)best;
 }
 
