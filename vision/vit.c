@@ -105,6 +105,70 @@ void tsr__add_inplace(float *x, const float *y, int64_t n) {
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* Row-parallel forms                                                                   */
+/* ---------------------------------------------------------------------------------- */
+
+typedef enum { J_NORM, J_ROPE, J_ACT, J_ADD } job_kind;
+
+typedef struct rows_job {
+    job_kind kind;
+    int64_t n;           /* rows (NORM, ROPE) or elements (ACT, ADD) */
+    float *x;
+    const float *y;      /* NORM: input; ACT: multiplier or NULL; ADD: addend */
+    const tsr__norm *nm;
+    int64_t ldx;
+    int32_t n_heads, head_dim;
+    const float *cos_, *sin_;
+    tsr__act act;
+} rows_job;
+
+static void rows_part(void *arg, int32_t w, int32_t nw) {
+    const rows_job *j = arg;
+    int64_t a, b;
+    tsr__pool_split(j->n, j->kind == J_NORM || j->kind == J_ROPE ? 1 : 64, w, nw, &a, &b);
+    if (b <= a) return;
+    switch (j->kind) {
+    case J_NORM:
+        tsr__norm_run(j->nm, j->x + a * j->nm->n, j->y + a * j->nm->n, b - a);
+        break;
+    case J_ROPE:
+        tsr__rope_rows(j->x + a * j->ldx, j->ldx, b - a, j->n_heads, j->head_dim,
+                       j->cos_ + a * j->head_dim, j->sin_ + a * j->head_dim);
+        break;
+    case J_ACT:
+        tsr__act_apply(NULL, j->act, j->x + a, b - a);
+        if (j->y)
+            for (int64_t i = a; i < b; i++) j->x[i] *= j->y[i];
+        break;
+    case J_ADD:
+        tsr__add_inplace(j->x + a, j->y + a, b - a);
+        break;
+    }
+}
+
+void tsr__norm_apply(tsr__pool *p, const tsr__norm *nm, float *out, const float *x, int64_t T) {
+    rows_job j = {.kind = J_NORM, .n = T, .x = out, .y = x, .nm = nm};
+    tsr__pool_run(p, rows_part, &j);
+}
+
+void tsr__rope_apply_rows(tsr__pool *p, float *x, int64_t ldx, int64_t T, int32_t n_heads,
+                          int32_t head_dim, const float *cos_, const float *sin_) {
+    rows_job j = {.kind = J_ROPE, .n = T, .x = x, .ldx = ldx, .n_heads = n_heads,
+                  .head_dim = head_dim, .cos_ = cos_, .sin_ = sin_};
+    tsr__pool_run(p, rows_part, &j);
+}
+
+void tsr__act_gated(tsr__pool *p, tsr__act a, float *x, const float *mul, int64_t n) {
+    rows_job j = {.kind = J_ACT, .n = n, .x = x, .y = mul, .act = a};
+    tsr__pool_run(p, rows_part, &j);
+}
+
+void tsr__add_apply(tsr__pool *p, float *x, const float *y, int64_t n) {
+    rows_job j = {.kind = J_ADD, .n = n, .x = x, .y = y};
+    tsr__pool_run(p, rows_part, &j);
+}
+
+/* ---------------------------------------------------------------------------------- */
 /* Attention                                                                            */
 /* ---------------------------------------------------------------------------------- */
 
@@ -249,7 +313,7 @@ tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, i
     if (!buf) return TSR_FAIL(err, TSR_ERR_OOM, "encoder block scratch (%lld tokens)", (long long)T);
     float *a = buf, *qkv = a + n_a, *att = qkv + n_qkv, *mlp = att + n_att;
 
-    tsr__norm_run(&b->norm1, a, x, T);
+    tsr__norm_apply(p, &b->norm1, a, x, T);
     const float *q, *k, *v;
     int64_t ld;
     if (b->fused_qkv) {
@@ -273,8 +337,10 @@ tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, i
             if (b->k_norm.w) tsr__norm_run(&b->k_norm, (float *)k + t * ld, k + t * ld, b->n_heads);
         }
     if (o && o->rope_cos) {
-        tsr__rope_rows((float *)q, ld, T, b->n_heads, b->head_dim, o->rope_cos, o->rope_sin);
-        tsr__rope_rows((float *)k, ld, T, b->n_heads, b->head_dim, o->rope_cos, o->rope_sin);
+        tsr__rope_apply_rows(p, (float *)q, ld, T, b->n_heads, b->head_dim, o->rope_cos,
+                             o->rope_sin);
+        tsr__rope_apply_rows(p, (float *)k, ld, T, b->n_heads, b->head_dim, o->rope_cos,
+                             o->rope_sin);
     }
     float scale = o && o->scale > 0.0f ? o->scale : 1.0f / sqrtf((float)b->head_dim);
     tsr_status s = tsr__mha(p, att, q, ld, k, ld, v, ld, T, b->n_heads, b->head_dim, scale,
@@ -286,17 +352,17 @@ tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, i
     tsr__linear_run(p, &b->o, a, att, T);
     scale_add(x, a, T, D, b->has_gates, b->gate_attn, b->ls_attn);
 
-    tsr__norm_run(&b->norm2, a, x, T);
+    tsr__norm_apply(p, &b->norm2, a, x, T);
     tsr__linear_run(p, &b->fc1, mlp, a, T);
+    float *h = mlp; /* fc2's input */
     if (b->swiglu) {
-        float *g = mlp + (size_t)T * (size_t)F;
-        tsr__linear_run(p, &b->gate, g, a, T);
-        tsr__act_apply(p, b->act, g, T * F);
-        for (int64_t i = 0; i < T * F; i++) mlp[i] *= g[i];
+        h = mlp + (size_t)T * (size_t)F;
+        tsr__linear_run(p, &b->gate, h, a, T);
+        tsr__act_gated(p, b->act, h, mlp, T * F);
     } else {
         tsr__act_apply(p, b->act, mlp, T * F);
     }
-    tsr__linear_run(p, &b->fc2, a, mlp, T);
+    tsr__linear_run(p, &b->fc2, a, h, T);
     scale_add(x, a, T, D, b->has_gates, b->gate_mlp, b->ls_mlp);
     tsr__free(buf);
     return TSR_OK;

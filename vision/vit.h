@@ -111,4 +111,12 @@ tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, i
 /* Elementwise helpers. */
 void tsr__add_inplace(float *x, const float *y, int64_t n); /* x += y */
 
+/* The same work split over the pool's workers by rows (p may be NULL: the caller's thread). */
+void tsr__norm_apply(tsr__pool *p, const tsr__norm *nm, float *out, const float *x, int64_t T);
+void tsr__rope_apply_rows(tsr__pool *p, float *x, int64_t ldx, int64_t T, int32_t n_heads,
+                          int32_t head_dim, const float *cos_, const float *sin_);
+/* x (n) = act(x) * mul (gated MLPs: SwiGLU and the like); mul NULL: act(x). */
+void tsr__act_gated(tsr__pool *p, tsr__act a, float *x, const float *mul, int64_t n);
+void tsr__add_apply(tsr__pool *p, float *x, const float *y, int64_t n); /* x += y */
+
 #endif

@@ -170,7 +170,7 @@ static void blas_init(void) { openblas_set_num_threads(1); }
 void tsr__blas_init(void) { pthread_once(&blas_once, blas_init); }
 
 /* Worker w's share [*a, *b) of n items, in multiples of align. */
-static void split(int64_t n, int64_t align, int32_t w, int32_t nw, int64_t *a, int64_t *b) {
+void tsr__pool_split(int64_t n, int64_t align, int32_t w, int32_t nw, int64_t *a, int64_t *b) {
     int64_t blocks = (n + align - 1) / align, per = (blocks + nw - 1) / nw;
     int64_t lo = per * w * align, hi = lo + per * align;
     *a = lo < n ? lo : n;
@@ -350,7 +350,7 @@ typedef struct {
 static void matmul_part(void *arg, int32_t worker, int32_t n_workers) {
     const matmul_job *j = arg;
     int64_t n0, n1;
-    split(j->N, 16, worker, n_workers, &n0, &n1);
+    tsr__pool_split(j->N, 16, worker, n_workers, &n0, &n1);
     if (n1 <= n0) return;
     int64_t rows = n1 - n0;
     if (j->w.type == TSR__W_F32) {
@@ -564,7 +564,7 @@ typedef struct {
 static void act_part(void *arg, int32_t w, int32_t nw) {
     const act_job *j = arg;
     int64_t a, b;
-    split(j->n, 64, w, nw, &a, &b);
+    tsr__pool_split(j->n, 64, w, nw, &a, &b);
     if (b > a) act_range(j->a, j->x + a, b - a);
 }
 
@@ -599,7 +599,7 @@ typedef struct {
 static void swiglu_part(void *arg, int32_t w, int32_t nw) {
     const swiglu_job *j = arg;
     int64_t a, b;
-    split(j->n, 64, w, nw, &a, &b);
+    tsr__pool_split(j->n, 64, w, nw, &a, &b);
     if (b > a) swiglu_range(j->gate + a, j->up + a, b - a);
 }
 

@@ -34,6 +34,8 @@ void tsr__pool_free(tsr__pool *p);
 int32_t tsr__pool_size(const tsr__pool *p);
 /* Runs fn(arg, w, n) on every worker w in [0, n) and waits for all. p may be NULL (one). */
 void tsr__pool_run(tsr__pool *p, tsr__pool_fn fn, void *arg);
+/* Worker w's share [*a, *b) of n items in blocks of `align` (w of nw workers). */
+void tsr__pool_split(int64_t n, int64_t align, int32_t w, int32_t nw, int64_t *a, int64_t *b);
 /* Gives every worker a scratch of n floats (kept across calls; grows only). 0 or -1 (OOM). */
 int tsr__pool_reserve(tsr__pool *p, size_t n);
 /* Worker w's scratch and its size in floats (NULL, 0 when none was reserved). */
