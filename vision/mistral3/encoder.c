@@ -263,12 +263,6 @@ static tsr_status check_inputs(const m3_enc *e, const tsr_tensor *pv, const tsr_
     return TSR_OK;
 }
 
-/* Pool jobs over rows: each worker takes a contiguous share of [0, n). */
-static void share(int64_t n, int32_t w, int32_t nw, int64_t *a, int64_t *b) {
-    *a = n * w / nw;
-    *b = n * (w + 1) / nw;
-}
-
 typedef struct patch_job {
     const m3_enc *e;
     const float *pix; /* [n, C, H, W] */
@@ -283,7 +277,7 @@ static void patch_part(void *arg, int32_t w, int32_t nw) {
     const patch_job *j = arg;
     const int64_t p = j->e->patch, C = j->e->channels, K = C * p * p;
     int64_t a, b;
-    share(j->T, w, nw, &a, &b);
+    tsr__pool_split(j->T, 1, w, nw, &a, &b);
     int64_t img = 0;
     for (int64_t t = a; t < b; t++) {
         while (img + 1 < j->n_images && j->im[img + 1].start <= t) img++;
@@ -313,7 +307,7 @@ static void rope_part(void *arg, int32_t w, int32_t nw) {
     const rope_job *j = arg;
     const int32_t hd = j->e->head_dim, q4 = hd / 4;
     int64_t a, b;
-    share(j->T, w, nw, &a, &b);
+    tsr__pool_split(j->T, 1, w, nw, &a, &b);
     int64_t img = 0;
     for (int64_t t = a; t < b; t++) {
         while (img + 1 < j->n_images && j->im[img + 1].start <= t) img++;
@@ -343,7 +337,7 @@ static void merge_part(void *arg, int32_t w, int32_t nw) {
     const merge_job *j = arg;
     const int64_t m = j->e->merge, D = j->e->dim, mm = m * m;
     int64_t a, b;
-    share(j->M, w, nw, &a, &b);
+    tsr__pool_split(j->M, 1, w, nw, &a, &b);
     int64_t img = 0, first = 0; /* first merged row of image img */
     for (int64_t r = a; r < b; r++) {
         for (;;) {
@@ -363,85 +357,6 @@ static void merge_part(void *arg, int32_t w, int32_t nw) {
     }
 }
 
-typedef struct norm_job {
-    const tsr__norm *nm;
-    float *out;
-    const float *x;
-    int64_t T;
-} norm_job;
-
-static void norm_part(void *arg, int32_t w, int32_t nw) {
-    const norm_job *j = arg;
-    int64_t a, b, n = j->nm->n;
-    share(j->T, w, nw, &a, &b);
-    if (b > a) tsr__norm_run(j->nm, j->out + a * n, j->x + a * n, b - a);
-}
-
-/* out (T, n) = norm of x (T, n), rows split over the pool; out may equal x. */
-static void norm_rows(tsr__pool *p, const tsr__norm *nm, float *out, const float *x, int64_t T) {
-    norm_job j = {nm, out, x, T};
-    tsr__pool_run(p, norm_part, &j);
-}
-
-typedef struct qk_rope_job {
-    const m3_enc *e;
-    float *q, *k; /* (T, dim) */
-    const float *cos_, *sin_;
-    int64_t T;
-} qk_rope_job;
-
-static void qk_rope_part(void *arg, int32_t w, int32_t nw) {
-    const qk_rope_job *j = arg;
-    const int64_t D = j->e->dim, hd = j->e->head_dim;
-    int64_t a, b;
-    share(j->T, w, nw, &a, &b);
-    if (b <= a) return;
-    tsr__rope_rows(j->q + a * D, D, b - a, j->e->n_heads, j->e->head_dim, j->cos_ + a * hd,
-                   j->sin_ + a * hd);
-    tsr__rope_rows(j->k + a * D, D, b - a, j->e->n_heads, j->e->head_dim, j->cos_ + a * hd,
-                   j->sin_ + a * hd);
-}
-
-typedef struct act_job {
-    tsr__act act;
-    float *x;
-    const float *mul; /* x = act(x) * mul when non-NULL */
-    int64_t n;
-} act_job;
-
-static void act_part(void *arg, int32_t w, int32_t nw) {
-    const act_job *j = arg;
-    int64_t a, b;
-    share(j->n, w, nw, &a, &b);
-    if (b <= a) return;
-    tsr__act_run(j->act, j->x + a, b - a);
-    if (j->mul)
-        for (int64_t i = a; i < b; i++) j->x[i] *= j->mul[i];
-}
-
-static void act_rows(tsr__pool *p, tsr__act act, float *x, const float *mul, int64_t n) {
-    act_job j = {act, x, mul, n};
-    tsr__pool_run(p, act_part, &j);
-}
-
-typedef struct add_job {
-    float *x;
-    const float *y;
-    int64_t n;
-} add_job;
-
-static void add_part(void *arg, int32_t w, int32_t nw) {
-    const add_job *j = arg;
-    int64_t a, b;
-    share(j->n, w, nw, &a, &b);
-    if (b > a) tsr__add_inplace(j->x + a, j->y + a, b - a);
-}
-
-static void add_rows(tsr__pool *p, float *x, const float *y, int64_t n) {
-    add_job j = {x, y, n};
-    tsr__pool_run(p, add_part, &j);
-}
-
 /* Scratch of one encoder layer over T patches. */
 typedef struct m3_scratch {
     float *a;      /* (T, dim) normed input / projection output */
@@ -454,23 +369,23 @@ static tsr_status layer_run(tsr__pool *p, const m3_enc *e, const m3_layer *L, fl
                             int64_t T, const float *cos_, const float *sin_,
                             const tsr__attn_mask *mask, m3_scratch *s, tsr_error *err) {
     const int64_t D = e->dim;
-    norm_rows(p, &L->attn_norm, s->a, x, T);
+    tsr__norm_apply(p, &L->attn_norm, s->a, x, T);
     tsr__linear_run(p, &L->q, s->q, s->a, T);
     tsr__linear_run(p, &L->k, s->k, s->a, T);
     tsr__linear_run(p, &L->v, s->v, s->a, T);
-    qk_rope_job rj = {e, s->q, s->k, cos_, sin_, T};
-    tsr__pool_run(p, qk_rope_part, &rj);
+    tsr__rope_apply_rows(p, s->q, D, T, e->n_heads, e->head_dim, cos_, sin_);
+    tsr__rope_apply_rows(p, s->k, D, T, e->n_heads, e->head_dim, cos_, sin_);
     tsr_status st = tsr__mha(p, s->att, s->q, D, s->k, D, s->v, D, T, e->n_heads, e->head_dim,
                              1.0f / sqrtf((float)e->head_dim), mask, err);
     if (st) return st;
     tsr__linear_run(p, &L->o, s->a, s->att, T);
-    add_rows(p, x, s->a, T * D);
-    norm_rows(p, &L->ffn_norm, s->a, x, T);
+    tsr__add_apply(p, x, s->a, T * D);
+    tsr__norm_apply(p, &L->ffn_norm, s->a, x, T);
     tsr__linear_run(p, &L->gate, s->g, s->a, T);
     tsr__linear_run(p, &L->up, s->u, s->a, T);
-    act_rows(p, e->act, s->g, s->u, T * e->ffn);
+    tsr__act_gated(p, e->act, s->g, s->u, T * e->ffn);
     tsr__linear_run(p, &L->down, s->a, s->g, T);
-    add_rows(p, x, s->a, T * D);
+    tsr__add_apply(p, x, s->a, T * D);
     return TSR_OK;
 }
 
@@ -553,7 +468,7 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
     patch_job pj = {e, pv->data, pv->shape[2], pv->shape[3], im, n_images, patches, T};
     tsr__pool_run(pool, patch_part, &pj);
     tsr__linear_run(pool, &e->patch_conv, x, patches, T);
-    norm_rows(pool, &e->ln_pre, x, x, T);
+    tsr__norm_apply(pool, &e->ln_pre, x, x, T);
     rope_job rj = {e, im, n_images, T, cos_, sin_};
     tsr__pool_run(pool, rope_part, &rj);
     for (int64_t i = 0; i < n_images; i++) seg[i] = im[i].start;
@@ -563,12 +478,12 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
         st = layer_run(pool, e, &e->layers[l], x, T, cos_, sin_, &mask, &s, err);
     if (st) goto done;
 
-    norm_rows(pool, &e->proj_norm, x, x, T);
+    tsr__norm_apply(pool, &e->proj_norm, x, x, T);
     merge_job mj = {e, x, im, n_images, M, patches};
     tsr__pool_run(pool, merge_part, &mj);
     tsr__linear_run(pool, &e->merging, part[11], patches, M);
     tsr__linear_run(pool, &e->linear_1, part[12], part[11], M);
-    act_rows(pool, e->proj_act, part[12], NULL, M * e->text_dim);
+    tsr__act_apply(pool, e->proj_act, part[12], M * e->text_dim);
     tsr__linear_run(pool, &e->linear_2, emb.data, part[12], M);
     st = tsr__encoded_by_token(out, ids, n_ids, e->image_token, &emb, err);
 done:
