@@ -297,73 +297,123 @@ static void scale_add(float *x, const float *y, int64_t T, int64_t D, int has_ga
     }
 }
 
-tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, int64_t T,
-                              const tsr__vit_opts *o, tsr_error *err) {
-    int64_t D = b->dim, A = (int64_t)b->n_heads * b->head_dim;
-    int64_t F = b->fc1.n_out;
-    size_t n_a = 0, n_qkv = 0, n_att = 0, n_mlp = 0, total = 0;
-    if (!tsr__mul_size((size_t)T, (size_t)D, &n_a) ||
-        !tsr__mul_size((size_t)T, (size_t)(3 * A), &n_qkv) ||
-        !tsr__mul_size((size_t)T, (size_t)A, &n_att) ||
-        !tsr__mul_size((size_t)T, (size_t)(b->swiglu ? 2 * F : F), &n_mlp))
-        return TSR_FAIL(err, TSR_ERR_LIMIT, "encoder block of %lld tokens is too large",
-                        (long long)T);
-    total = n_a + n_qkv + n_att + n_mlp;
-    float *buf = tsr__malloc(total * sizeof *buf);
-    if (!buf) return TSR_FAIL(err, TSR_ERR_OOM, "encoder block scratch (%lld tokens)", (long long)T);
-    float *a = buf, *qkv = a + n_a, *att = qkv + n_qkv, *mlp = att + n_att;
-
-    tsr__norm_apply(p, &b->norm1, a, x, T);
+/* A block's activations over T tokens: a (T, dim), qkv (T, 3 A), att (T, A), mlp (T, F or
+ * 2 F) with A = n_heads * head_dim, F = fc1 rows. */
+typedef struct block_run {
+    const tsr__vit_block *b;
+    const tsr__vit_opts *o;
+    float *x, *a, *qkv, *att, *mlp;
+    int64_t T, A, F, ld; /* ld: row stride of q, k, v in qkv */
     const float *q, *k, *v;
-    int64_t ld;
-    if (b->fused_qkv) {
-        tsr__linear_run(p, &b->qkv, qkv, a, T);
-        q = qkv;
-        k = qkv + A;
-        v = qkv + 2 * A;
-        ld = 3 * A;
-    } else {
-        tsr__linear_run(p, &b->q, qkv, a, T);
-        tsr__linear_run(p, &b->k, qkv + n_att, a, T);
-        tsr__linear_run(p, &b->v, qkv + 2 * n_att, a, T);
-        q = qkv;
-        k = qkv + n_att;
-        v = qkv + 2 * n_att;
-        ld = A;
-    }
-    if (b->q_norm.w || b->k_norm.w)
-        for (int64_t t = 0; t < T; t++) {
-            if (b->q_norm.w) tsr__norm_run(&b->q_norm, (float *)q + t * ld, q + t * ld, b->n_heads);
-            if (b->k_norm.w) tsr__norm_run(&b->k_norm, (float *)k + t * ld, k + t * ld, b->n_heads);
-        }
-    if (o && o->rope_cos) {
-        tsr__rope_apply_rows(p, (float *)q, ld, T, b->n_heads, b->head_dim, o->rope_cos,
-                             o->rope_sin);
-        tsr__rope_apply_rows(p, (float *)k, ld, T, b->n_heads, b->head_dim, o->rope_cos,
-                             o->rope_sin);
-    }
-    float scale = o && o->scale > 0.0f ? o->scale : 1.0f / sqrtf((float)b->head_dim);
-    tsr_status s = tsr__mha(p, att, q, ld, k, ld, v, ld, T, b->n_heads, b->head_dim, scale,
-                            o ? &o->mask : NULL, err);
-    if (s) {
-        tsr__free(buf);
-        return s;
-    }
-    tsr__linear_run(p, &b->o, a, att, T);
-    scale_add(x, a, T, D, b->has_gates, b->gate_attn, b->ls_attn);
+} block_run;
 
-    tsr__norm_apply(p, &b->norm2, a, x, T);
-    tsr__linear_run(p, &b->fc1, mlp, a, T);
+size_t tsr__vit_block_scratch(const tsr__vit_block *b, int64_t T) {
+    size_t per = (size_t)b->dim + 4 * (size_t)b->n_heads * (size_t)b->head_dim +
+                 (size_t)b->fc1.n_out * (b->swiglu ? 2u : 1u), n = 0;
+    return tsr__mul_size(per, (size_t)(T > 0 ? T : 0), &n) ? n : SIZE_MAX;
+}
+
+/* Rows [r0, r1) up to attention: norm1, q / k / v, q / k norms, rotary. p NULL: this thread. */
+static void block_pre(const block_run *r, tsr__pool *p, int64_t r0, int64_t r1) {
+    const tsr__vit_block *b = r->b;
+    int64_t n = r1 - r0, D = b->dim;
+    float *a = r->a + r0 * D;
+    tsr__norm_apply(p, &b->norm1, a, r->x + r0 * D, n);
+    float *q = (float *)r->q + r0 * r->ld, *k = (float *)r->k + r0 * r->ld,
+          *v = (float *)r->v + r0 * r->ld;
+    if (b->fused_qkv) {
+        tsr__linear_run(p, &b->qkv, q, a, n);
+    } else {
+        tsr__linear_run(p, &b->q, q, a, n);
+        tsr__linear_run(p, &b->k, k, a, n);
+        tsr__linear_run(p, &b->v, v, a, n);
+    }
+    for (int64_t t = 0; t < n && (b->q_norm.w || b->k_norm.w); t++) {
+        if (b->q_norm.w) tsr__norm_run(&b->q_norm, q + t * r->ld, q + t * r->ld, b->n_heads);
+        if (b->k_norm.w) tsr__norm_run(&b->k_norm, k + t * r->ld, k + t * r->ld, b->n_heads);
+    }
+    if (r->o && r->o->rope_cos) {
+        const float *c = r->o->rope_cos + r0 * b->head_dim, *sn = r->o->rope_sin + r0 * b->head_dim;
+        tsr__rope_apply_rows(p, q, r->ld, n, b->n_heads, b->head_dim, c, sn);
+        tsr__rope_apply_rows(p, k, r->ld, n, b->n_heads, b->head_dim, c, sn);
+    }
+}
+
+/* Rows [r0, r1) after attention: o, residual, norm2, MLP, residual. */
+static void block_post(const block_run *r, tsr__pool *p, int64_t r0, int64_t r1) {
+    const tsr__vit_block *b = r->b;
+    int64_t n = r1 - r0, D = b->dim, F = r->F;
+    float *a = r->a + r0 * D, *x = r->x + r0 * D, *mlp = r->mlp + r0 * F;
+    tsr__linear_run(p, &b->o, a, r->att + r0 * r->A, n);
+    scale_add(x, a, n, D, b->has_gates, b->gate_attn, b->ls_attn);
+    tsr__norm_apply(p, &b->norm2, a, x, n);
+    tsr__linear_run(p, &b->fc1, mlp, a, n);
     float *h = mlp; /* fc2's input */
     if (b->swiglu) {
-        h = mlp + (size_t)T * (size_t)F;
-        tsr__linear_run(p, &b->gate, h, a, T);
-        tsr__act_gated(p, b->act, h, mlp, T * F);
+        h = r->mlp + r->T * F + r0 * F;
+        tsr__linear_run(p, &b->gate, h, a, n);
+        tsr__act_gated(p, b->act, h, mlp, n * F);
     } else {
-        tsr__act_apply(p, b->act, mlp, T * F);
+        tsr__act_apply(p, b->act, mlp, n * F);
     }
-    tsr__linear_run(p, &b->fc2, a, h, T);
-    scale_add(x, a, T, D, b->has_gates, b->gate_mlp, b->ls_mlp);
-    tsr__free(buf);
-    return TSR_OK;
+    tsr__linear_run(p, &b->fc2, a, h, n);
+    scale_add(x, a, n, D, b->has_gates, b->gate_mlp, b->ls_mlp);
+}
+
+typedef struct block_rows_job {
+    const block_run *r;
+    int after;
+} block_rows_job;
+
+static void block_rows_part(void *arg, int32_t w, int32_t nw) {
+    const block_rows_job *j = arg;
+    int64_t r0, r1;
+    tsr__pool_split(j->r->T, 1, w, nw, &r0, &r1);
+    if (r1 <= r0) return;
+    if (j->after) block_post(j->r, NULL, r0, r1);
+    else block_pre(j->r, NULL, r0, r1);
+}
+
+static int all_f32(const tsr__vit_block *b) {
+    const tsr__linear *ls[] = {&b->qkv, &b->q, &b->k, &b->v, &b->o, &b->fc1, &b->gate, &b->fc2};
+    for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+        if (ls[i]->w.data && ls[i]->w.type != TSR__W_F32) return 0;
+    return 1;
+}
+
+tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, int64_t T,
+                              const tsr__vit_opts *o, tsr_error *err) {
+    size_t need = tsr__vit_block_scratch(b, T);
+    if (need == SIZE_MAX || need > SIZE_MAX / sizeof(float))
+        return TSR_FAIL(err, TSR_ERR_LIMIT, "encoder block of %lld tokens is too large",
+                        (long long)T);
+    float *buf = o && o->scratch ? o->scratch : tsr__malloc((need ? need : 1) * sizeof *buf);
+    if (!buf) return TSR_FAIL(err, TSR_ERR_OOM, "encoder block scratch (%lld tokens)", (long long)T);
+    block_run r = {.b = b, .o = o, .x = x, .T = T, .A = (int64_t)b->n_heads * b->head_dim,
+                   .F = b->fc1.n_out};
+    r.a = buf;
+    r.qkv = r.a + T * b->dim;
+    r.att = r.qkv + 3 * T * r.A;
+    r.mlp = r.att + T * r.A;
+    r.ld = b->fused_qkv ? 3 * r.A : r.A;
+    r.q = r.qkv;
+    r.k = b->fused_qkv ? r.qkv + r.A : r.qkv + T * r.A;
+    r.v = b->fused_qkv ? r.qkv + 2 * r.A : r.qkv + 2 * T * r.A;
+    /* With F32 weights each worker takes its own token rows through every step around the
+     * attention (single-threaded BLAS on whole weights): two hand-offs per block instead of
+     * one per step. 16-bit weights widen slabs in the pool's scratch: steps split by columns. */
+    int by_rows = tsr__pool_size(p) > 1 && all_f32(b);
+    block_rows_job j = {&r, 0};
+    if (by_rows) tsr__pool_run(p, block_rows_part, &j);
+    else block_pre(&r, p, 0, T);
+    float scale = o && o->scale > 0.0f ? o->scale : 1.0f / sqrtf((float)b->head_dim);
+    tsr_status s = tsr__mha(p, r.att, r.q, r.ld, r.k, r.ld, r.v, r.ld, T, b->n_heads,
+                            b->head_dim, scale, o ? &o->mask : NULL, err);
+    if (!s) {
+        j.after = 1;
+        if (by_rows) tsr__pool_run(p, block_rows_part, &j);
+        else block_post(&r, p, 0, T);
+    }
+    if (!(o && o->scratch)) tsr__free(buf);
+    return s;
 }

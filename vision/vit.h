@@ -102,9 +102,15 @@ typedef struct tsr__vit_opts {
     const float *rope_cos, *rope_sin; /* (T, head_dim) or NULL: no RoPE */
     tsr__attn_mask mask;
     float scale;                      /* 0: 1/sqrt(head_dim) */
+    float *scratch; /* tsr__vit_block_scratch(b, T) floats, reused across blocks; NULL: the
+                     * call allocates its own */
 } tsr__vit_opts;
 
-/* x (T, dim) in place. Allocates its scratch per call (OOM on failure). */
+/* Floats of scratch a block needs for T tokens (SIZE_MAX on overflow). */
+size_t tsr__vit_block_scratch(const tsr__vit_block *b, int64_t T);
+
+/* x (T, dim) in place. With F32 weights and several workers each worker runs its own token
+ * rows through the steps before and after the attention. OOM when it must allocate. */
 tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, int64_t T,
                               const tsr__vit_opts *o, tsr_error *err);
 
