@@ -411,192 +411,39 @@ static void rotary(const qwen_enc *e, const layout *L, int64_t N, float *cs, flo
 /* Forward                                                                              */
 /* ---------------------------------------------------------------------------------- */
 
-/* Row-parallel elementwise steps of a block, split over the pool by rows. */
-typedef enum row_op { OP_NORM, OP_ADD, OP_ROPE, OP_MUL } row_op;
-
-typedef struct rows_job {
-    row_op op;
-    const tsr__norm *nm;  /* OP_NORM: out = norm(in) */
-    float *out;           /* (T, D) */
-    const float *in;      /* (T, D) OP_NORM, OP_ADD (out += in), OP_MUL (out *= in) */
-    int64_t T, D;
-    const qwen_enc *e;    /* OP_ROPE: q, k of out (T, 3 * dim) rotated in place */
-    const float *cs, *sn;
-} rows_job;
-
-static void rows_part(void *arg, int32_t w, int32_t nw) {
-    const rows_job *j = arg;
-    const int64_t r0 = j->T * w / nw, r1 = j->T * (w + 1) / nw, D = j->D;
-    switch (j->op) {
-    case OP_NORM:
-        tsr__norm_run(j->nm, j->out + r0 * D, j->in + r0 * D, r1 - r0);
-        break;
-    case OP_ADD:
-        tsr__add_inplace(j->out + r0 * D, j->in + r0 * D, (r1 - r0) * D);
-        break;
-    case OP_MUL:
-        for (int64_t i = r0 * D; i < r1 * D; i++) j->out[i] *= j->in[i];
-        break;
-    case OP_ROPE: {
-        const int64_t hd = j->e->head_dim;
-        const int32_t H = (int32_t)j->e->n_heads;
-        tsr__rope_rows(j->out + r0 * D, D, r1 - r0, H, (int32_t)hd, j->cs + r0 * hd,
-                       j->sn + r0 * hd);
-        tsr__rope_rows(j->out + r0 * D + j->e->dim, D, r1 - r0, H, (int32_t)hd, j->cs + r0 * hd,
-                       j->sn + r0 * hd);
-        break;
-    }
-    }
-}
-
-static void rows_run(tsr__pool *pool, rows_job j) { tsr__pool_run(pool, rows_part, &j); }
-
-/* Activations of the blocks, allocated once per image batch. */
-typedef struct block_buf {
-    float *a;    /* (N, dim) normed input / projection output */
-    float *qkv;  /* (N, 3 * dim) */
-    float *att;  /* (N, dim) */
-    float *mlp;  /* (N, ffn), Qwen2.5-VL: twice (up, gate) */
-} block_buf;
-
-/* One pre-norm block as the transformers blocks compute it (vision/vit.h tsr__vit_block_run
- * without its per-call allocations):
- *   x += proj(attention(rope(qkv(norm1(x)))));  x += mlp(norm2(x)). */
-static tsr_status block_run(const qwen_enc *e, const tsr__vit_block *b, tsr__pool *pool,
-                            const block_buf *bb, float *x, int64_t N, const float *cs,
-                            const float *sn, const tsr__attn_mask *mask, tsr_error *err) {
-    const int64_t D = e->dim, F = e->ffn;
-    rows_run(pool, (rows_job){OP_NORM, &b->norm1, bb->a, x, N, D, NULL, NULL, NULL});
-    tsr__linear_run(pool, &b->qkv, bb->qkv, bb->a, N);
-    rows_run(pool, (rows_job){OP_ROPE, NULL, bb->qkv, NULL, N, 3 * D, e, cs, sn});
-    tsr_status s = tsr__mha(pool, bb->att, bb->qkv, 3 * D, bb->qkv + D, 3 * D, bb->qkv + 2 * D,
-                            3 * D, N, (int32_t)e->n_heads, (int32_t)e->head_dim,
-                            1.0f / sqrtf((float)e->head_dim), mask, err);
-    if (s) return s;
-    tsr__linear_run(pool, &b->o, bb->a, bb->att, N);
-    rows_run(pool, (rows_job){OP_ADD, NULL, x, bb->a, N, D, NULL, NULL, NULL});
-    rows_run(pool, (rows_job){OP_NORM, &b->norm2, bb->a, x, N, D, NULL, NULL, NULL});
-    tsr__linear_run(pool, &b->fc1, bb->mlp, bb->a, N);
-    if (b->swiglu) { /* down(act(gate(h)) * up(h)) */
-        float *g = bb->mlp + N * F;
-        tsr__linear_run(pool, &b->gate, g, bb->a, N);
-        tsr__act_apply(pool, b->act, g, N * F);
-        rows_run(pool, (rows_job){OP_MUL, NULL, bb->mlp, g, N, F, NULL, NULL, NULL});
-    } else {
-        tsr__act_apply(pool, b->act, bb->mlp, N * F);
-    }
-    tsr__linear_run(pool, &b->fc2, bb->a, bb->mlp, N);
-    rows_run(pool, (rows_job){OP_ADD, NULL, x, bb->a, N, D, NULL, NULL, NULL});
-    return TSR_OK;
-}
-
-/* With F32 weights the steps before and after attention run on each worker's own token rows
- * (its rows of every matrix product, single-threaded BLAS on the whole weight), so a block
- * needs three hand-offs between threads instead of one per step. */
-typedef struct rows_block_job {
-    const qwen_enc *e;
-    const tsr__vit_block *b;
-    const block_buf *bb;
-    float *x;
-    int64_t N;
-    const float *cs, *sn;
-    int after; /* 0: norm1, qkv, RoPE; 1: proj, residual, norm2, MLP, residual */
-} rows_block_job;
-
-static void rows_block_part(void *arg, int32_t w, int32_t nw) {
-    const rows_block_job *j = arg;
-    const qwen_enc *e = j->e;
-    const tsr__vit_block *b = j->b;
-    const int64_t r0 = j->N * w / nw, T = j->N * (w + 1) / nw - r0;
-    const int64_t D = e->dim, F = e->ffn, hd = e->head_dim;
-    if (T <= 0) return;
-    float *x = j->x + r0 * D, *a = j->bb->a + r0 * D, *qkv = j->bb->qkv + r0 * 3 * D;
-    float *mlp = j->bb->mlp + r0 * F;
-    if (!j->after) {
-        tsr__norm_run(&b->norm1, a, x, T);
-        tsr__matmul_wt(NULL, qkv, a, b->qkv.w, b->qkv.b, T, D, 3 * D);
-        tsr__rope_rows(qkv, 3 * D, T, (int32_t)e->n_heads, (int32_t)hd, j->cs + r0 * hd,
-                       j->sn + r0 * hd);
-        tsr__rope_rows(qkv + D, 3 * D, T, (int32_t)e->n_heads, (int32_t)hd, j->cs + r0 * hd,
-                       j->sn + r0 * hd);
-        return;
-    }
-    tsr__matmul_wt(NULL, a, j->bb->att + r0 * D, b->o.w, b->o.b, T, D, D);
-    tsr__add_inplace(x, a, T * D);
-    tsr__norm_run(&b->norm2, a, x, T);
-    tsr__matmul_wt(NULL, mlp, a, b->fc1.w, b->fc1.b, T, D, F);
-    if (b->swiglu) { /* down(act(gate(h)) * up(h)); the gate rows follow the up rows */
-        float *g = j->bb->mlp + j->N * F + r0 * F;
-        tsr__matmul_wt(NULL, g, a, b->gate.w, b->gate.b, T, D, F);
-        tsr__act_apply(NULL, b->act, g, T * F);
-        for (int64_t i = 0; i < T * F; i++) mlp[i] *= g[i];
-    } else {
-        tsr__act_apply(NULL, b->act, mlp, T * F);
-    }
-    tsr__matmul_wt(NULL, a, mlp, b->fc2.w, b->fc2.b, T, F, D);
-    tsr__add_inplace(x, a, T * D);
-}
-
-static int block_f32(const tsr__vit_block *b) {
-    return b->qkv.w.type == TSR__W_F32 && b->o.w.type == TSR__W_F32 &&
-           b->fc1.w.type == TSR__W_F32 && b->fc2.w.type == TSR__W_F32 &&
-           (!b->swiglu || b->gate.w.type == TSR__W_F32);
-}
-
-static tsr_status block_run_rows(const qwen_enc *e, const tsr__vit_block *b, tsr__pool *pool,
-                                 const block_buf *bb, float *x, int64_t N, const float *cs,
-                                 const float *sn, const tsr__attn_mask *mask, tsr_error *err) {
-    const int64_t D = e->dim;
-    rows_block_job j = {e, b, bb, x, N, cs, sn, 0};
-    tsr__pool_run(pool, rows_block_part, &j);
-    tsr_status s = tsr__mha(pool, bb->att, bb->qkv, 3 * D, bb->qkv + D, 3 * D, bb->qkv + 2 * D,
-                            3 * D, N, (int32_t)e->n_heads, (int32_t)e->head_dim,
-                            1.0f / sqrtf((float)e->head_dim), mask, err);
-    if (s) return s;
-    j.after = 1;
-    tsr__pool_run(pool, rows_block_part, &j);
-    return TSR_OK;
-}
-
 /* x (N, dim) after the patch embedding -> out (N / m^2, out_dim). */
 static tsr_status vision_forward(const qwen_enc *e, tsr__pool *pool, const layout *L,
                                  float *x, int64_t N, float *out, tsr_error *err) {
     const int64_t D = e->dim, mm = e->merge * e->merge, U = N / mm, M = D * mm;
-    const int64_t mlp_w = e->v25 ? 2 * e->ffn : e->ffn;
-    /* Per patch: rope (2 head_dim), a (D), qkv (3 D), then att (D) + mlp, which the merger
-     * output (out_dim per m*m patches) reuses. */
-    int64_t tail = D + mlp_w;
-    if ((e->out_dim + mm - 1) / mm > tail) tail = (e->out_dim + mm - 1) / mm;
-    size_t total = 0;
-    if (!tsr__mul_size((size_t)(2 * e->head_dim + 4 * D + tail), (size_t)N, &total))
+    /* rotary tables (2 head_dim per patch), the blocks' scratch (which the window reorder
+     * and the merger's hidden rows reuse), the merged rows in window order */
+    size_t blk = tsr__vit_block_scratch(&e->blocks[0], N), rot = 0, total = 0, mrg = 0;
+    if (blk == SIZE_MAX || !tsr__mul_size((size_t)(2 * e->head_dim), (size_t)N, &rot) ||
+        !tsr__mul_size((size_t)U, (size_t)e->out_dim, &mrg) ||
+        !tsr__add_size(rot + blk, mrg, &total) || total > SIZE_MAX / sizeof(float))
         return TSR_FAIL(err, TSR_ERR_LIMIT, "vision activations of %lld patches", (long long)N);
     float *buf = tsr__malloc(total * sizeof *buf);
     if (!buf)
         return TSR_FAIL(err, TSR_ERR_OOM, "vision activations (%lld patches)", (long long)N);
-    float *cs = buf, *sn = cs + N * e->head_dim;
-    block_buf bb = {sn + N * e->head_dim, NULL, NULL, NULL};
-    bb.qkv = bb.a + N * D;
-    bb.att = bb.qkv + 3 * N * D;
-    bb.mlp = bb.att + N * D;
+    float *cs = buf, *sn = cs + N * e->head_dim, *scratch = sn + N * e->head_dim;
+    float *merged = scratch + blk;
     tsr_status s = TSR_OK;
     if (L->perm) { /* window order: unit u takes unit perm[u] */
-        float *tmp = bb.qkv;
         for (int64_t u = 0; u < U; u++)
-            memcpy(tmp + u * M, x + L->perm[u] * M, (size_t)M * sizeof *x);
-        memcpy(x, tmp, (size_t)N * (size_t)D * sizeof *x);
+            memcpy(scratch + u * M, x + L->perm[u] * M, (size_t)M * sizeof *x);
+        memcpy(x, scratch, (size_t)N * (size_t)D * sizeof *x);
     }
     rotary(e, L, N, cs, sn);
     for (int64_t b = 0; b < e->depth && !s; b++) {
         int full = !L->perm || e->full[b];
-        tsr__attn_mask mask = {full ? L->seg : L->wseg, full ? L->n_seg : L->n_wseg, NULL, NULL};
-        const tsr__vit_block *blk = &e->blocks[b];
-        s = (block_f32(blk) ? block_run_rows : block_run)(e, blk, pool, &bb, x, N, cs, sn,
-                                                          &mask, err);
+        tsr__vit_opts o = {cs, sn, {full ? L->seg : L->wseg, full ? L->n_seg : L->n_wseg, NULL,
+                                    NULL}, 0.0f, scratch};
+        s = tsr__vit_block_run(pool, &e->blocks[b], x, N, &o, err);
     }
     if (!s) {
         /* Merger: ln_q per patch, then each unit's m*m patches as one row of M. */
-        float *h1 = bb.qkv, *merged = bb.att;
-        rows_run(pool, (rows_job){OP_NORM, &e->ln_q, x, x, N, D, NULL, NULL, NULL});
+        float *h1 = scratch;
+        tsr__norm_apply(pool, &e->ln_q, x, x, N);
         tsr__linear_run(pool, &e->mlp0, h1, x, U);
         tsr__act_apply(pool, TSR__ACT_GELU, h1, U * M);
         if (L->perm) {
