@@ -24,11 +24,6 @@
 
 #define CFG "config.json"
 
-typedef struct m3_layer {
-    tsr__norm attn_norm, ffn_norm;
-    tsr__linear q, k, v, o;
-    tsr__linear gate, up, down;
-} m3_layer;
 
 typedef struct m3_enc {
     int32_t dim, n_heads, head_dim, ffn, patch, channels, merge, text_dim;
@@ -37,7 +32,7 @@ typedef struct m3_enc {
     tsr__act act, proj_act;
     tsr__linear patch_conv; /* (dim, channels * patch * patch), no bias */
     tsr__norm ln_pre;
-    m3_layer *layers;     /* (n_layers) */
+    tsr__vit_block *layers; /* (n_layers): RMSNorm, q/k/v/o, SwiGLU (fc1 = up_proj) */
     float *inv_freq;      /* (head_dim / 2): the row frequencies, then the column ones */
     tsr__norm proj_norm;
     tsr__linear merging, linear_1, linear_2;
@@ -187,19 +182,24 @@ static tsr_status load(const tsr__model_configs *cfg, tsr__weights *w, int32_t t
         (st = tsr__norm_load(w, "vision_tower.ln_pre", TSR__RMSNORM, D, 1e-5f, &e->ln_pre, err)))
         goto fail;
     for (int32_t i = 0; i < e->n_layers; i++) {
-        m3_layer *L = &e->layers[i];
+        tsr__vit_block *L = &e->layers[i];
+        L->dim = (int32_t)D;
+        L->n_heads = e->n_heads;
+        L->head_dim = e->head_dim;
+        L->swiglu = 1;
+        L->act = e->act;
         char p[96];
 #define PFX(s) (snprintf(p, sizeof p, "vision_tower.transformer.layers.%d.%s", (int)i, s), p)
-        if ((st = tsr__norm_load(w, PFX("attention_norm"), TSR__RMSNORM, D, 1e-5f, &L->attn_norm,
+        if ((st = tsr__norm_load(w, PFX("attention_norm"), TSR__RMSNORM, D, 1e-5f, &L->norm1,
                                  err)) ||
             (st = tsr__linear_load(w, PFX("attention.q_proj"), D, D, 0, &L->q, err)) ||
             (st = tsr__linear_load(w, PFX("attention.k_proj"), D, D, 0, &L->k, err)) ||
             (st = tsr__linear_load(w, PFX("attention.v_proj"), D, D, 0, &L->v, err)) ||
             (st = tsr__linear_load(w, PFX("attention.o_proj"), D, D, 0, &L->o, err)) ||
-            (st = tsr__norm_load(w, PFX("ffn_norm"), TSR__RMSNORM, D, 1e-5f, &L->ffn_norm, err)) ||
+            (st = tsr__norm_load(w, PFX("ffn_norm"), TSR__RMSNORM, D, 1e-5f, &L->norm2, err)) ||
             (st = tsr__linear_load(w, PFX("feed_forward.gate_proj"), D, F, 0, &L->gate, err)) ||
-            (st = tsr__linear_load(w, PFX("feed_forward.up_proj"), D, F, 0, &L->up, err)) ||
-            (st = tsr__linear_load(w, PFX("feed_forward.down_proj"), F, D, 0, &L->down, err)))
+            (st = tsr__linear_load(w, PFX("feed_forward.up_proj"), D, F, 0, &L->fc1, err)) ||
+            (st = tsr__linear_load(w, PFX("feed_forward.down_proj"), F, D, 0, &L->fc2, err)))
             goto fail;
 #undef PFX
     }
@@ -357,38 +357,6 @@ static void merge_part(void *arg, int32_t w, int32_t nw) {
     }
 }
 
-/* Scratch of one encoder layer over T patches. */
-typedef struct m3_scratch {
-    float *a;      /* (T, dim) normed input / projection output */
-    float *q, *k, *v, *att; /* (T, dim) each */
-    float *g, *u;  /* (T, ffn) each */
-} m3_scratch;
-
-/* One PixtralAttentionLayer over x (T, dim), in place. */
-static tsr_status layer_run(tsr__pool *p, const m3_enc *e, const m3_layer *L, float *x,
-                            int64_t T, const float *cos_, const float *sin_,
-                            const tsr__attn_mask *mask, m3_scratch *s, tsr_error *err) {
-    const int64_t D = e->dim;
-    tsr__norm_apply(p, &L->attn_norm, s->a, x, T);
-    tsr__linear_run(p, &L->q, s->q, s->a, T);
-    tsr__linear_run(p, &L->k, s->k, s->a, T);
-    tsr__linear_run(p, &L->v, s->v, s->a, T);
-    tsr__rope_apply_rows(p, s->q, D, T, e->n_heads, e->head_dim, cos_, sin_);
-    tsr__rope_apply_rows(p, s->k, D, T, e->n_heads, e->head_dim, cos_, sin_);
-    tsr_status st = tsr__mha(p, s->att, s->q, D, s->k, D, s->v, D, T, e->n_heads, e->head_dim,
-                             1.0f / sqrtf((float)e->head_dim), mask, err);
-    if (st) return st;
-    tsr__linear_run(p, &L->o, s->a, s->att, T);
-    tsr__add_apply(p, x, s->a, T * D);
-    tsr__norm_apply(p, &L->ffn_norm, s->a, x, T);
-    tsr__linear_run(p, &L->gate, s->g, s->a, T);
-    tsr__linear_run(p, &L->up, s->u, s->a, T);
-    tsr__act_gated(p, e->act, s->g, s->u, T * e->ffn);
-    tsr__linear_run(p, &L->down, s->a, s->g, T);
-    tsr__add_apply(p, x, s->a, T * D);
-    return TSR_OK;
-}
-
 /* One allocation of n_parts buffers of rows[i] * cols[i] floats (parts[i] points at each);
  * NULL on size overflow or OOM. */
 static float *alloc_floats(size_t n_parts, const int64_t *rows, const int64_t *cols,
@@ -445,15 +413,16 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
                         "%lld images of image_sizes give %lld rows", (long long)n_tok,
                         (long long)e->image_token, (long long)n_images, (long long)M);
     }
-    const int64_t D = e->dim, F = e->ffn, hd = e->head_dim;
+    const int64_t D = e->dim, hd = e->head_dim;
     const int64_t K = (int64_t)e->channels * e->patch * e->patch;
     /* The patch buffer (T, K) later holds the merged rows (M, dim * merge^2): M * merge^2 <= T. */
     const int64_t KM = K > D ? K : D;
-    /* x, patches/merged, cos, sin, a, q, k, v, att, g, u, merged out, linear_1 out */
-    int64_t rows[] = {T, T, T, T, T, T, T, T, T, T, T, M, M};
-    int64_t cols[] = {D, KM, hd, hd, D, D, D, D, D, F, F, D, e->text_dim};
-    float *part[13];
-    float *buf = alloc_floats(13, rows, cols, part);
+    /* x, patches/merged, cos, sin, the layers' scratch, merged out, linear_1 out */
+    int64_t rows[] = {T, T, T, T, T, M, M};
+    int64_t cols[] = {D, KM, hd, hd, (int64_t)tsr__vit_block_scratch(&e->layers[0], 1), D,
+                      e->text_dim};
+    float *part[7];
+    float *buf = alloc_floats(7, rows, cols, part);
     int64_t *seg = tsr__malloc((size_t)(n_images + 1) * sizeof *seg);
     tsr_tensor emb = {0};
     int64_t eshape[2] = {M, e->text_dim};
@@ -463,7 +432,6 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
     }
     if ((st = tsr_tensor_alloc(&emb, TSR_DTYPE_F32, 2, eshape, err))) goto done;
     float *x = part[0], *patches = part[1], *cos_ = part[2], *sin_ = part[3];
-    m3_scratch s = {part[4], part[5], part[6], part[7], part[8], part[9], part[10]};
 
     patch_job pj = {e, pv->data, pv->shape[2], pv->shape[3], im, n_images, patches, T};
     tsr__pool_run(pool, patch_part, &pj);
@@ -473,18 +441,18 @@ static tsr_status encode(const void *enc, tsr__pool *pool, const tsr_tensor_list
     tsr__pool_run(pool, rope_part, &rj);
     for (int64_t i = 0; i < n_images; i++) seg[i] = im[i].start;
     seg[n_images] = T;
-    tsr__attn_mask mask = {seg, n_images, NULL, NULL};
+    tsr__vit_opts o = {cos_, sin_, {seg, n_images, NULL, NULL}, 0.0f, part[4]};
     for (int32_t l = 0; l < e->n_run && !st; l++)
-        st = layer_run(pool, e, &e->layers[l], x, T, cos_, sin_, &mask, &s, err);
+        st = tsr__vit_block_run(pool, &e->layers[l], x, T, &o, err);
     if (st) goto done;
 
     tsr__norm_apply(pool, &e->proj_norm, x, x, T);
     merge_job mj = {e, x, im, n_images, M, patches};
     tsr__pool_run(pool, merge_part, &mj);
-    tsr__linear_run(pool, &e->merging, part[11], patches, M);
-    tsr__linear_run(pool, &e->linear_1, part[12], part[11], M);
-    tsr__act_apply(pool, e->proj_act, part[12], M * e->text_dim);
-    tsr__linear_run(pool, &e->linear_2, emb.data, part[12], M);
+    tsr__linear_run(pool, &e->merging, part[5], patches, M);
+    tsr__linear_run(pool, &e->linear_1, part[6], part[5], M);
+    tsr__act_apply(pool, e->proj_act, part[6], M * e->text_dim);
+    tsr__linear_run(pool, &e->linear_2, emb.data, part[6], M);
     st = tsr__encoded_by_token(out, ids, n_ids, e->image_token, &emb, err);
 done:
     tsr_tensor_free(&emb);
