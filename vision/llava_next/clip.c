@@ -109,44 +109,6 @@ tsr_status tsr__clip_load(const cJSON *vc, int llava_defaults, tsr__weights *w,
     return TSR_OK;
 }
 
-/* ---- row-parallel elementwise passes ---------------------------------------------------- */
-
-typedef enum { ROWS_NORM, ROWS_ADD, ROWS_ACT } rows_op;
-
-typedef struct rows_job {
-    rows_op op;
-    const tsr__norm *nm;
-    tsr__act act;
-    float *dst;
-    const float *src;
-    int64_t T, n; /* rows, row width */
-} rows_job;
-
-static void rows_part(void *arg, int32_t w, int32_t nw) {
-    const rows_job *j = arg;
-    const int64_t r0 = j->T * w / nw, r1 = j->T * (w + 1) / nw;
-    if (r1 <= r0) return;
-    float *d = j->dst + r0 * j->n;
-    const float *x = j->src ? j->src + r0 * j->n : NULL;
-    switch (j->op) {
-    case ROWS_NORM:
-        tsr__norm_run(j->nm, d, x, r1 - r0);
-        break;
-    case ROWS_ADD:
-        tsr__add_inplace(d, x, (r1 - r0) * j->n);
-        break;
-    case ROWS_ACT:
-        tsr__act_run(j->act, d, (r1 - r0) * j->n);
-        break;
-    }
-}
-
-static void rows_run(tsr__pool *p, rows_op op, const tsr__norm *nm, tsr__act act, float *dst,
-                     const float *src, int64_t T, int64_t n) {
-    rows_job j = {op, nm, act, dst, src, T, n};
-    tsr__pool_run(p, rows_part, &j);
-}
-
 /* ---- forward ----------------------------------------------------------------------------- */
 
 /* Copies hidden state `idx`, x (n_tiles * Tt, D), into column block j of out for every j
@@ -165,15 +127,6 @@ static void take_state(const tsr__clip *c, const float *x, int64_t n_tiles, cons
 }
 
 /* ---- fused layers: column-split matmuls with the bias, activation and residual fused ------ */
-
-/* Worker w's share [n0, n1) of N output columns, in blocks of 16. */
-static void cols_of(int64_t N, int32_t w, int32_t nw, int64_t *n0, int64_t *n1) {
-    const int64_t blocks = (N + 15) / 16;
-    *n0 = blocks * w / nw * 16;
-    *n1 = blocks * (w + 1) / nw * 16;
-    if (*n1 > N) *n1 = N;
-    if (*n0 > N) *n0 = N;
-}
 
 typedef struct fused_job {
     tsr__pool *pool; /* 16-bit weights: each worker widens its rows into its pool scratch */
@@ -221,23 +174,23 @@ static void fused_part(void *arg, int32_t w, int32_t nw) {
     float *sc = j->pool ? tsr__pool_scratch(j->pool, w, &cap) : NULL;
     switch (j->step) {
     case 0:
-        cols_of(D, w, nw, &n0, &n1);
+        tsr__pool_split(D, 16, w, nw, &n0, &n1);
         mm_cols(&L->q, j->in, j->out[0], D, T, n0, n1, 0, sc);
         mm_cols(&L->k, j->in, j->out[1], D, T, n0, n1, 0, sc);
         mm_cols(&L->v, j->in, j->out[2], D, T, n0, n1, 0, sc);
         break;
     case 1:
-        cols_of(D, w, nw, &n0, &n1);
+        tsr__pool_split(D, 16, w, nw, &n0, &n1);
         mm_cols(&L->o, j->in, j->out[0], D, T, n0, n1, 1, sc);
         break;
     case 2:
-        cols_of(F, w, nw, &n0, &n1);
+        tsr__pool_split(F, 16, w, nw, &n0, &n1);
         mm_cols(&L->fc1, j->in, j->out[0], F, T, n0, n1, 0, sc);
         if (n1 > n0)
             for (int64_t t = 0; t < T; t++) tsr__act_run(c->act, j->out[0] + t * F + n0, n1 - n0);
         break;
     default:
-        cols_of(D, w, nw, &n0, &n1);
+        tsr__pool_split(D, 16, w, nw, &n0, &n1);
         mm_cols(&L->fc2, j->in, j->out[0], D, T, n0, n1, 1, sc);
         break;
     }
@@ -249,9 +202,9 @@ static size_t widen_need(const tsr__clip *c, int32_t nw) {
     const int64_t D = c->dim, F = c->inter;
     int64_t n0, n1, best = 0;
     for (int32_t w = 0; w < nw; w++) {
-        cols_of(D, w, nw, &n0, &n1);
+        tsr__pool_split(D, 16, w, nw, &n0, &n1);
         if ((n1 - n0) * (D > F ? D : F) > best) best = (n1 - n0) * (D > F ? D : F);
-        cols_of(F, w, nw, &n0, &n1);
+        tsr__pool_split(F, 16, w, nw, &n0, &n1);
         if ((n1 - n0) * D > best) best = (n1 - n0) * D;
     }
     return (size_t)best;
@@ -281,14 +234,14 @@ static tsr_status layer_run_fused(const tsr__clip *c, const tsr__clip_layer *L, 
                                 tsr_error *err) {
     const int64_t D = c->dim;
     fused_job j = {pool, c, L, 0, a, {q, k, v}, N};
-    rows_run(pool, ROWS_NORM, &L->ln1, c->act, a, x, N, D);
+    tsr__norm_apply(pool, &L->ln1, a, x, N);
     tsr__pool_run(pool, fused_part, &j);
     tsr_status s = tsr__mha(pool, att, q, D, k, D, v, D, N, c->n_heads, c->head_dim,
                             1.0f / sqrtf((float)c->head_dim), mask, err);
     if (s) return s;
     j = (fused_job){pool, c, L, 1, att, {x, NULL, NULL}, N};
     tsr__pool_run(pool, fused_part, &j);
-    rows_run(pool, ROWS_NORM, &L->ln2, c->act, a, x, N, D);
+    tsr__norm_apply(pool, &L->ln2, a, x, N);
     j = (fused_job){pool, c, L, 2, a, {h, NULL, NULL}, N};
     tsr__pool_run(pool, fused_part, &j);
     j = (fused_job){pool, c, L, 3, h, {x, NULL, NULL}, N};
@@ -302,7 +255,7 @@ static tsr_status layer_run(const tsr__clip *c, const tsr__clip_layer *L, tsr__p
                             float *k, float *v, float *att, float *h, tsr_error *err) {
     const int64_t D = c->dim, F = c->inter;
     if (layer_fusable(c, L, pool)) return layer_run_fused(c, L, pool, x, N, mask, a, q, k, v, att, h, err);
-    rows_run(pool, ROWS_NORM, &L->ln1, c->act, a, x, N, D);
+    tsr__norm_apply(pool, &L->ln1, a, x, N);
     tsr__linear_run(pool, &L->q, q, a, N);
     tsr__linear_run(pool, &L->k, k, a, N);
     tsr__linear_run(pool, &L->v, v, a, N);
@@ -310,12 +263,12 @@ static tsr_status layer_run(const tsr__clip *c, const tsr__clip_layer *L, tsr__p
                             1.0f / sqrtf((float)c->head_dim), mask, err);
     if (s) return s;
     tsr__linear_run(pool, &L->o, a, att, N);
-    rows_run(pool, ROWS_ADD, NULL, c->act, x, a, N, D);
-    rows_run(pool, ROWS_NORM, &L->ln2, c->act, a, x, N, D);
+    tsr__add_apply(pool, x, a, N * D);
+    tsr__norm_apply(pool, &L->ln2, a, x, N);
     tsr__linear_run(pool, &L->fc1, h, a, N);
-    rows_run(pool, ROWS_ACT, NULL, c->act, h, NULL, N, F);
+    tsr__act_gated(pool, c->act, h, NULL, N * F);
     tsr__linear_run(pool, &L->fc2, a, h, N);
-    rows_run(pool, ROWS_ADD, NULL, c->act, x, a, N, D);
+    tsr__add_apply(pool, x, a, N * D);
     return TSR_OK;
 }
 
@@ -375,7 +328,7 @@ tsr_status tsr__clip_run(const tsr__clip *c, tsr__pool *pool, const float *px, i
             for (int64_t i = 0; i < D; i++) xr[i] = pr[i] + po[i];
         }
     }
-    rows_run(pool, ROWS_NORM, &c->pre_ln, c->act, x, x, N, D);
+    tsr__norm_apply(pool, &c->pre_ln, x, x, N);
     take_state(c, x, n_tiles, sel, n_sel, drop_cls, 0, out);
 
     const tsr__attn_mask mask = {seg, n_tiles, NULL, NULL};

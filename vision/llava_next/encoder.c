@@ -274,18 +274,6 @@ static void pack_image(const llava_enc *e, const image_plan *p, const float *fea
     }
 }
 
-typedef struct act_job {
-    tsr__act act;
-    float *x;
-    int64_t n;
-} act_job;
-
-static void act_part(void *arg, int32_t w, int32_t nw) {
-    const act_job *j = arg;
-    const int64_t i0 = j->n * w / nw, i1 = j->n * (w + 1) / nw;
-    if (i1 > i0) tsr__act_run(j->act, j->x + i0, i1 - i0);
-}
-
 static tsr_status check_inputs(const llava_enc *e, const tsr_tensor *pv, const tsr_tensor *sz,
                                image_plan *plans, int64_t *total_rows, tsr_error *err) {
     const int64_t n = sz->shape[0], S = e->clip.image_size, C = e->clip.n_channels;
@@ -380,8 +368,7 @@ static tsr_status llava_encode(const void *enc, tsr__pool *pool, const tsr_tenso
                           hid, err);
         if (s) break;
         tsr__linear_run(pool, &e->proj1, mid, hid, T);
-        act_job aj = {e->proj_act, mid, T * Dt};
-        tsr__pool_run(pool, act_part, &aj);
+        tsr__act_gated(pool, e->proj_act, mid, NULL, T * Dt);
         tsr__linear_run(pool, &e->proj2, feats, mid, T);
         pack_image(e, &plans[i], feats, dst);
         dst += plans[i].rows * Dt;
