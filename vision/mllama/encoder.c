@@ -197,8 +197,8 @@ static tsr_status load_layer(tsr__weights *w, const ml_enc *e, const char *part,
 }
 
 static const char *const prefixes[] = {"vision_model.", "multi_modal_projector.", NULL};
-/* transformers 5 save_pretrained of MllamaForConditionalGeneration without the conversion
- * back to the hub names */
+/* The names of transformers 5's module tree (MllamaForConditionalGeneration.model.*), as a
+ * checkpoint written from its state dict holds them. */
 static const char *const aliases[] = {"model.vision_model.", "vision_model.",
                                       "model.multi_modal_projector.", "multi_modal_projector.",
                                       NULL};
