@@ -360,46 +360,6 @@ static void softmax_row(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= 1.0f / s;
 }
 
-/* Worker w's share [*a, *b) of n rows. */
-static void split_rows(int64_t n, int32_t w, int32_t nw, int64_t *a, int64_t *b) {
-    int64_t per = (n + nw - 1) / nw;
-    int64_t lo = per * w, hi = lo + per;
-    *a = lo < n ? lo : n;
-    *b = hi < n ? hi : n;
-}
-
-typedef struct norm_job {
-    const tsr__norm *nm;
-    float *out;
-    const float *x;
-    int64_t T, D;
-} norm_job;
-
-static void norm_part(void *arg, int32_t w, int32_t nw) {
-    const norm_job *j = arg;
-    int64_t a, b;
-    split_rows(j->T, w, nw, &a, &b);
-    if (b > a) tsr__norm_run(j->nm, j->out + a * j->D, j->x + a * j->D, b - a);
-}
-
-static void norm_rows(tsr__pool *p, const tsr__norm *nm, float *out, const float *x, int64_t T) {
-    norm_job j = {nm, out, x, T, nm->n};
-    tsr__pool_run(p, norm_part, &j);
-}
-
-typedef struct act_job {
-    tsr__act a;
-    float *x;
-    int64_t n;
-} act_job;
-
-static void act_part(void *arg, int32_t w, int32_t nw) {
-    const act_job *j = arg;
-    int64_t a, b;
-    split_rows(j->n, w, nw, &a, &b);
-    if (b > a) tsr__act_run(j->a, j->x + a, b - a);
-}
-
 /* Multi-head attention of one image's sequence with the aspect-ratio mask, the rows in
  * valid-first order: rows [0, n_valid) are valid and attend to every key; the others attend
  * to the valid keys only (exp(finfo.min - max) is 0 in f32), or to every key with equal
@@ -515,9 +475,9 @@ static void matmul(tsr__pool *p, float *out, const float *x, const tsr__linear *
 }
 
 /* x += g * y (g == 1: a plain add, as the ungated layers do it). */
-static void add_scaled(float *x, const float *y, float g, size_t n) {
+static void add_scaled(tsr__pool *p, float *x, const float *y, float g, size_t n) {
     if (g == 1.0f) {
-        tsr__add_inplace(x, y, (int64_t)n);
+        tsr__add_apply(p, x, y, (int64_t)n);
         return;
     }
     for (size_t i = 0; i < n; i++) x[i] += g * y[i];
@@ -526,7 +486,7 @@ static void add_scaled(float *x, const float *y, float g, size_t n) {
 static void layer_run(const ml_enc *e, tsr__pool *p, const ml_layer *l, ml_run *r, int64_t T,
                       int64_t n_valid) {
     const int64_t D = e->dim;
-    norm_rows(p, &l->ln1, r->h, r->x, T);
+    tsr__norm_apply(p, &l->ln1, r->h, r->x, T);
     matmul(p, r->q, r->h, &l->q, T);
     matmul(p, r->k, r->h, &l->k, T);
     matmul(p, r->v, r->h, &l->v, T);
@@ -540,13 +500,12 @@ static void layer_run(const ml_enc *e, tsr__pool *p, const ml_layer *l, ml_run *
     tsr__pool_run(p, attn_part, &aj);
     matmul(p, r->h, r->a, &l->o, T);
     const size_t n = (size_t)T * (size_t)D;
-    add_scaled(r->x, r->h, l->gate_attn, n);
-    norm_rows(p, &l->ln2, r->h, r->x, T);
+    add_scaled(p, r->x, r->h, l->gate_attn, n);
+    tsr__norm_apply(p, &l->ln2, r->h, r->x, T);
     matmul(p, r->f, r->h, &l->fc1, T);
-    act_job ajb = {e->act, r->f, T * e->inter};
-    tsr__pool_run(p, act_part, &ajb);
+    tsr__act_apply(p, e->act, r->f, T * e->inter);
     matmul(p, r->h, r->f, &l->fc2, T);
-    add_scaled(r->x, r->h, l->gate_ffn, n);
+    add_scaled(p, r->x, r->h, l->gate_ffn, n);
 }
 
 /* One image: pixels (max_tiles, C, S, S), its aspect ratio id and tile mask; out
@@ -583,7 +542,7 @@ static void image_run(const ml_enc *e, tsr__pool *p, ml_run *r, const float *pix
                 row[d] = v + e->pos_gate * tp[d];
             }
         }
-    norm_rows(p, &e->ln_pre, r->q, r->q, NT * NP);
+    tsr__norm_apply(p, &e->ln_pre, r->q, r->q, NT * NP);
     /* valid-first order; padding rows (zeros) last with the masked tiles */
     int64_t n_valid = 0, k = 0;
     for (int pass = 0; pass < 2; pass++)
@@ -611,7 +570,7 @@ static void image_run(const ml_enc *e, tsr__pool *p, ml_run *r, const float *pix
                 }
         }
     }
-    norm_rows(p, &e->ln_post, r->x, r->x, T);
+    tsr__norm_apply(p, &e->ln_post, r->x, r->x, T);
     const float *post = e->post_tile + ar_id * NT * D;
     for (int64_t t = 0; t < NT; t++)
         for (int64_t i = 0; i < L; i++) {
