@@ -19,8 +19,14 @@ tsr_status tsr__linear_load(tsr__weights *w, const char *prefix, int64_t n_in, i
 }
 
 void tsr__linear_run(tsr__pool *p, const tsr__linear *l, float *out, const float *x, int64_t T) {
-    if (l->w.type != TSR__W_F32 && T > 1)
-        (void)tsr__pool_reserve(p, (size_t)TSR__WSLAB_ROWS * (size_t)l->n_in); /* else per row */
+    if (l->w.type != TSR__W_F32 && T > 1) {
+        /* Room for each worker's whole share of rows (one sgemm per worker), down to the
+         * minimum slab when that cannot be had; without any, the kernel goes per row. */
+        int32_t nw = tsr__pool_size(p);
+        size_t share = (size_t)((l->n_out + nw - 1) / nw + 16) * (size_t)l->n_in;
+        if (tsr__pool_reserve(p, share))
+            (void)tsr__pool_reserve(p, (size_t)TSR__WSLAB_ROWS * (size_t)l->n_in);
+    }
     tsr__matmul_wt(p, out, x, l->w, l->b, T, l->n_in, l->n_out);
 }
 

@@ -365,13 +365,16 @@ static void matmul_part(void *arg, int32_t worker, int32_t n_workers) {
     } else {
         size_t cap;
         float *slab = tsr__pool_scratch(j->p, worker, &cap);
-        if (j->T == 1 || !slab || cap < (size_t)TSR__WSLAB_ROWS * (size_t)j->K) {
+        /* Rows widened per sgemm: as many as the scratch holds (each call re-packs x, so
+         * fewer, larger slabs are faster), at least TSR__WSLAB_ROWS. */
+        int64_t slab_rows = slab ? (int64_t)(cap / (size_t)j->K) : 0;
+        if (j->T == 1 || slab_rows < TSR__WSLAB_ROWS) {
             for (int64_t t = 0; t < j->T; t++)
                 dot_rows(j->out + t * j->N + n0, j->x + t * j->K, j->w, n0, rows, j->K);
         } else {
             /* slab (nr, K): rows [r0, r0 + nr) of w widened, then out[:, r0..] = x @ slab^T */
-            for (int64_t r0 = n0; r0 < n1; r0 += TSR__WSLAB_ROWS) {
-                int64_t nr = n1 - r0 < TSR__WSLAB_ROWS ? n1 - r0 : TSR__WSLAB_ROWS;
+            for (int64_t r0 = n0; r0 < n1; r0 += slab_rows) {
+                int64_t nr = n1 - r0 < slab_rows ? n1 - r0 : slab_rows;
                 for (int64_t r = 0; r < nr; r++) widen_row(slab + r * j->K, j->w, r0 + r, j->K);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)j->T, (blasint)nr,
                             (blasint)j->K, 1.0f, j->x, (blasint)j->K, slab, (blasint)j->K, 0.0f,

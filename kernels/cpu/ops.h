@@ -23,8 +23,9 @@ typedef struct tsr__wmat {
     tsr__wtype type;
 } tsr__wmat;
 
-/* Rows a worker widens per step of a 16-bit matmul with T > 1: the pool scratch of each
- * worker must hold TSR__WSLAB_ROWS * K floats (tsr__pool_reserve) for the widest K. */
+/* Rows a worker widens at least per step of a 16-bit matmul with T > 1: the pool scratch of
+ * each worker must hold TSR__WSLAB_ROWS * K floats (tsr__pool_reserve) for the widest K; a
+ * larger scratch widens more rows per step. */
 #define TSR__WSLAB_ROWS 128
 typedef void (*tsr__pool_fn)(void *arg, int32_t worker, int32_t n_workers);
 
@@ -50,8 +51,9 @@ void tsr__blas_init(void);
 /* out (T, N) = x (T, K) @ w (N, K)^T (+ bias (N) when non-NULL). Split over N, each worker
  * working on its rows of w. F32 w: single-threaded BLAS sgemm (sgemv for T = 1). BF16/F16 w:
  * for T = 1 a dot product that widens w as it reads (AVX2+FMA+F16C when the CPU has them);
- * for T > 1 each worker widens TSR__WSLAB_ROWS rows at a time into its pool scratch and calls
- * sgemm on them (without enough scratch: the dot product per row). Does not allocate. */
+ * for T > 1 each worker widens as many rows as its pool scratch holds (at least
+ * TSR__WSLAB_ROWS) and calls sgemm on them (without enough scratch: the dot product per row).
+ * Does not allocate. */
 void tsr__matmul_wt(tsr__pool *p, float *out, const float *x, tsr__wmat w, const float *bias,
                     int64_t T, int64_t K, int64_t N);
 
