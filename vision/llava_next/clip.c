@@ -1,9 +1,8 @@
 /*
  * vision/llava_next/clip.c - the CLIP vision transformer (clip.h). All tiles of a call go
- * through the layers together (one matmul per projection over every token), attention stays
- * within each tile (block-diagonal segments).
+ * through the shared encoder blocks together (one matmul per projection over every token),
+ * attention stays within each tile (block-diagonal segments).
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -91,16 +90,20 @@ tsr_status tsr__clip_load(const cJSON *vc, int llava_defaults, tsr__weights *w,
     c->layers = tsr__calloc((size_t)c->n_layers, sizeof *c->layers);
     if (!c->layers) return TSR_FAIL(err, TSR_ERR_OOM, "%d vision layers", (int)c->n_layers);
     for (int32_t i = 0; i < c->n_layers; i++) {
-        tsr__clip_layer *L = &c->layers[i];
+        tsr__vit_block *L = &c->layers[i];
+        L->dim = (int32_t)D;
+        L->n_heads = c->n_heads;
+        L->head_dim = c->head_dim;
+        L->act = c->act;
         char p[224];
         snprintf(p, sizeof p, "%s.encoder.layers.%d", prefix, (int)i);
 #define SUB(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
-        if ((s = tsr__norm_load(w, SUB("layer_norm1"), TSR__LAYERNORM, D, c->eps, &L->ln1, err)) ||
+        if ((s = tsr__norm_load(w, SUB("layer_norm1"), TSR__LAYERNORM, D, c->eps, &L->norm1, err)) ||
             (s = tsr__linear_load(w, SUB("self_attn.q_proj"), D, D, 1, &L->q, err)) ||
             (s = tsr__linear_load(w, SUB("self_attn.k_proj"), D, D, 1, &L->k, err)) ||
             (s = tsr__linear_load(w, SUB("self_attn.v_proj"), D, D, 1, &L->v, err)) ||
             (s = tsr__linear_load(w, SUB("self_attn.out_proj"), D, D, 1, &L->o, err)) ||
-            (s = tsr__norm_load(w, SUB("layer_norm2"), TSR__LAYERNORM, D, c->eps, &L->ln2, err)) ||
+            (s = tsr__norm_load(w, SUB("layer_norm2"), TSR__LAYERNORM, D, c->eps, &L->norm2, err)) ||
             (s = tsr__linear_load(w, SUB("mlp.fc1"), D, F, 1, &L->fc1, err)) ||
             (s = tsr__linear_load(w, SUB("mlp.fc2"), F, D, 1, &L->fc2, err)))
             return s;
@@ -126,156 +129,10 @@ static void take_state(const tsr__clip *c, const float *x, int64_t n_tiles, cons
     }
 }
 
-/* ---- fused layers: column-split matmuls with the bias, activation and residual fused ------ */
-
-typedef struct fused_job {
-    tsr__pool *pool; /* 16-bit weights: each worker widens its rows into its pool scratch */
-    const tsr__clip *c;
-    const tsr__clip_layer *L;
-    int step;      /* 0: q, k, v; 1: x += o(att); 2: h = act(fc1(a)); 3: x += fc2(h) */
-    const float *in;
-    float *out[3];
-    int64_t T;
-} fused_job;
-
-/* C[:, n0:n1] = x W[n0:n1]^T + b (beta 0), or C[:, n0:n1] += x W[n0:n1]^T + b (accumulate).
- * 16-bit W: rows n0..n1 are widened into scratch first (one matmul per call, not per slab). */
-static void mm_cols(const tsr__linear *l, const float *x, float *C, int64_t ldc, int64_t T,
-                    int64_t n0, int64_t n1, int accumulate, float *scratch) {
-    const int64_t K = l->n_in, n = n1 - n0;
-    if (n <= 0 || T <= 0) return;
-    const float *wr = (const float *)l->w.data + n0 * K;
-    if (l->w.type != TSR__W_F32) {
-        for (int64_t r = 0; r < n; r++) tsr__wmat_row(scratch + r * K, l->w, n0 + r, K);
-        wr = scratch;
-    }
-    if (accumulate)
-        for (int64_t t = 0; t < T; t++) {
-            float *r = C + t * ldc + n0;
-            for (int64_t i = 0; i < n; i++) r[i] += l->b[n0 + i];
-        }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)T, (blasint)n, (blasint)K,
-                1.0f, x, (blasint)K, wr, (blasint)K,
-                accumulate ? 1.0f : 0.0f, C + n0, (blasint)ldc);
-    if (!accumulate)
-        for (int64_t t = 0; t < T; t++) {
-            float *r = C + t * ldc + n0;
-            for (int64_t i = 0; i < n; i++) r[i] += l->b[n0 + i];
-        }
-}
-
-static void fused_part(void *arg, int32_t w, int32_t nw) {
-    const fused_job *j = arg;
-    const tsr__clip *c = j->c;
-    const tsr__clip_layer *L = j->L;
-    const int64_t D = c->dim, F = c->inter, T = j->T;
-    int64_t n0, n1;
-    size_t cap = 0;
-    float *sc = j->pool ? tsr__pool_scratch(j->pool, w, &cap) : NULL;
-    switch (j->step) {
-    case 0:
-        tsr__pool_split(D, 16, w, nw, &n0, &n1);
-        mm_cols(&L->q, j->in, j->out[0], D, T, n0, n1, 0, sc);
-        mm_cols(&L->k, j->in, j->out[1], D, T, n0, n1, 0, sc);
-        mm_cols(&L->v, j->in, j->out[2], D, T, n0, n1, 0, sc);
-        break;
-    case 1:
-        tsr__pool_split(D, 16, w, nw, &n0, &n1);
-        mm_cols(&L->o, j->in, j->out[0], D, T, n0, n1, 1, sc);
-        break;
-    case 2:
-        tsr__pool_split(F, 16, w, nw, &n0, &n1);
-        mm_cols(&L->fc1, j->in, j->out[0], F, T, n0, n1, 0, sc);
-        if (n1 > n0)
-            for (int64_t t = 0; t < T; t++) tsr__act_run(c->act, j->out[0] + t * F + n0, n1 - n0);
-        break;
-    default:
-        tsr__pool_split(D, 16, w, nw, &n0, &n1);
-        mm_cols(&L->fc2, j->in, j->out[0], D, T, n0, n1, 1, sc);
-        break;
-    }
-}
-
-/* Floats of scratch the busiest worker needs to widen its rows of the layer's 16-bit
- * matrices: q, k, v, o (cols of D, D), fc2 (cols of D, F), fc1 (cols of F, D). */
-static size_t widen_need(const tsr__clip *c, int32_t nw) {
-    const int64_t D = c->dim, F = c->inter;
-    int64_t n0, n1, best = 0;
-    for (int32_t w = 0; w < nw; w++) {
-        tsr__pool_split(D, 16, w, nw, &n0, &n1);
-        if ((n1 - n0) * (D > F ? D : F) > best) best = (n1 - n0) * (D > F ? D : F);
-        tsr__pool_split(F, 16, w, nw, &n0, &n1);
-        if ((n1 - n0) * D > best) best = (n1 - n0) * D;
-    }
-    return (size_t)best;
-}
-
-/* The fused path takes F32 matrices, or 16-bit ones when every worker has the scratch to
- * widen its rows (else the generic path widens them in slabs or per row). */
-static int layer_fusable(const tsr__clip *c, const tsr__clip_layer *L, tsr__pool *pool) {
-    const tsr__linear *m[6] = {&L->q, &L->k, &L->v, &L->o, &L->fc1, &L->fc2};
-    int wide = 0;
-    for (int i = 0; i < 6; i++) {
-        if (!m[i]->b) return 0;
-        if (m[i]->w.type != TSR__W_F32) wide = 1;
-    }
-    if (!wide) return 1;
-    const size_t need = widen_need(c, tsr__pool_size(pool));
-    size_t cap = 0;
-    if (!pool || tsr__pool_reserve(pool, need)) return 0;
-    for (int32_t w = 0; w < tsr__pool_size(pool); w++)
-        if (!tsr__pool_scratch(pool, w, &cap) || cap < need) return 0;
-    return 1;
-}
-
-static tsr_status layer_run_fused(const tsr__clip *c, const tsr__clip_layer *L, tsr__pool *pool,
-                                float *x, int64_t N, const tsr__attn_mask *mask, float *a,
-                                float *q, float *k, float *v, float *att, float *h,
-                                tsr_error *err) {
-    const int64_t D = c->dim;
-    fused_job j = {pool, c, L, 0, a, {q, k, v}, N};
-    tsr__norm_apply(pool, &L->ln1, a, x, N);
-    tsr__pool_run(pool, fused_part, &j);
-    tsr_status s = tsr__mha(pool, att, q, D, k, D, v, D, N, c->n_heads, c->head_dim,
-                            1.0f / sqrtf((float)c->head_dim), mask, err);
-    if (s) return s;
-    j = (fused_job){pool, c, L, 1, att, {x, NULL, NULL}, N};
-    tsr__pool_run(pool, fused_part, &j);
-    tsr__norm_apply(pool, &L->ln2, a, x, N);
-    j = (fused_job){pool, c, L, 2, a, {h, NULL, NULL}, N};
-    tsr__pool_run(pool, fused_part, &j);
-    j = (fused_job){pool, c, L, 3, h, {x, NULL, NULL}, N};
-    tsr__pool_run(pool, fused_part, &j);
-    return TSR_OK;
-}
-
-/* One pre-norm layer on x (N, D) in place; buf: a (N, D), q, k, v, att (N, D), h (N, F). */
-static tsr_status layer_run(const tsr__clip *c, const tsr__clip_layer *L, tsr__pool *pool,
-                            float *x, int64_t N, const tsr__attn_mask *mask, float *a, float *q,
-                            float *k, float *v, float *att, float *h, tsr_error *err) {
-    const int64_t D = c->dim, F = c->inter;
-    if (layer_fusable(c, L, pool)) return layer_run_fused(c, L, pool, x, N, mask, a, q, k, v, att, h, err);
-    tsr__norm_apply(pool, &L->ln1, a, x, N);
-    tsr__linear_run(pool, &L->q, q, a, N);
-    tsr__linear_run(pool, &L->k, k, a, N);
-    tsr__linear_run(pool, &L->v, v, a, N);
-    tsr_status s = tsr__mha(pool, att, q, D, k, D, v, D, N, c->n_heads, c->head_dim,
-                            1.0f / sqrtf((float)c->head_dim), mask, err);
-    if (s) return s;
-    tsr__linear_run(pool, &L->o, a, att, N);
-    tsr__add_apply(pool, x, a, N * D);
-    tsr__norm_apply(pool, &L->ln2, a, x, N);
-    tsr__linear_run(pool, &L->fc1, h, a, N);
-    tsr__act_gated(pool, c->act, h, NULL, N * F);
-    tsr__linear_run(pool, &L->fc2, a, h, N);
-    tsr__add_apply(pool, x, a, N * D);
-    return TSR_OK;
-}
-
 tsr_status tsr__clip_run(const tsr__clip *c, tsr__pool *pool, const float *px, int64_t n_tiles,
                          const int32_t *sel, int32_t n_sel, int drop_cls, float *out,
                          tsr_error *err) {
-    const int64_t D = c->dim, F = c->inter, Tt = tsr__clip_tokens(c), G = c->grid;
+    const int64_t D = c->dim, Tt = tsr__clip_tokens(c), G = c->grid;
     const int64_t P = c->patch, S = c->image_size, C = c->n_channels, K = C * P * P;
     int32_t deepest = 0;
     for (int32_t j = 0; j < n_sel; j++) {
@@ -286,26 +143,26 @@ tsr_status tsr__clip_run(const tsr__clip *c, tsr__pool *pool, const float *px, i
     }
     if (n_tiles < 1) return TSR_FAIL(err, TSR_ERR_INVALID_ARG, "%lld tiles", (long long)n_tiles);
     const int64_t N = n_tiles * Tt, NP = n_tiles * G * G;
-    size_t nd = 0, nh = 0, ncol = 0, total = 0;
-    if (!tsr__mul_size((size_t)N, (size_t)D, &nd) || !tsr__mul_size((size_t)N, (size_t)F, &nh) ||
-        !tsr__mul_size((size_t)NP, (size_t)K, &ncol) || !tsr__mul_size(nd, 6, &total) ||
-        total > SIZE_MAX / sizeof(float) - (nh > ncol ? nh : ncol) - 1)
+    /* x (N, D), then the layers' scratch, which first holds the patch columns (NP, K) and
+     * their embeddings (NP, D) */
+    size_t blk = tsr__vit_block_scratch(&c->layers[0], N), nd = 0, ncol = 0, total = 0;
+    if (blk == SIZE_MAX || !tsr__mul_size((size_t)N, (size_t)D, &nd) ||
+        !tsr__mul_size((size_t)NP, (size_t)(K + D), &ncol) ||
+        !tsr__add_size(nd, blk > ncol ? blk : ncol, &total) || total > SIZE_MAX / sizeof(float))
         return TSR_FAIL(err, TSR_ERR_LIMIT, "%lld tiles of %lld tokens are too many",
                         (long long)n_tiles, (long long)Tt);
     int64_t *seg = tsr__malloc((size_t)(n_tiles + 1) * sizeof *seg);
-    total += nh > ncol ? nh : ncol; /* x, a, q, k, v, att (N, D); h */
     float *buf = tsr__malloc(total * sizeof *buf);
     if (!seg || !buf) {
         tsr__free(seg);
         tsr__free(buf);
         return TSR_FAIL(err, TSR_ERR_OOM, "vision tower scratch for %lld tiles", (long long)n_tiles);
     }
-    float *x = buf, *a = x + nd, *q = a + nd, *k = q + nd, *v = k + nd, *att = v + nd;
-    float *h = att + nd; /* (N, F), or the patch columns (NP, K) */
+    float *x = buf, *scratch = x + nd;
     for (int64_t t = 0; t <= n_tiles; t++) seg[t] = t * Tt;
 
     /* Patch conv as a matmul: cols (NP, C*P*P) in the weight's [c][ky][kx] order. */
-    float *cols = h, *pe = a; /* pe (NP, D): NP < N */
+    float *cols = scratch, *pe = scratch + NP * K;
     for (int64_t t = 0; t < n_tiles; t++)
         for (int64_t gy = 0; gy < G; gy++)
             for (int64_t gx = 0; gx < G; gx++) {
@@ -331,11 +188,10 @@ tsr_status tsr__clip_run(const tsr__clip *c, tsr__pool *pool, const float *px, i
     tsr__norm_apply(pool, &c->pre_ln, x, x, N);
     take_state(c, x, n_tiles, sel, n_sel, drop_cls, 0, out);
 
-    const tsr__attn_mask mask = {seg, n_tiles, NULL, NULL};
-    tsr__blas_init(); /* one BLAS thread per worker */
+    tsr__vit_opts o = {NULL, NULL, {seg, n_tiles, NULL, NULL}, 0.0f, scratch};
     tsr_status s = TSR_OK;
     for (int32_t l = 0; l < deepest && !s; l++) {
-        s = layer_run(c, &c->layers[l], pool, x, N, &mask, a, q, k, v, att, h, err);
+        s = tsr__vit_block_run(pool, &c->layers[l], x, N, &o, err);
         if (!s) take_state(c, x, n_tiles, sel, n_sel, drop_cls, l + 1, out);
     }
     tsr__free(seg);

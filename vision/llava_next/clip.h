@@ -11,12 +11,6 @@
 
 #include "../vit.h"
 
-typedef struct tsr__clip_layer {
-    tsr__norm ln1, ln2;
-    tsr__linear q, k, v, o; /* (dim, dim) each */
-    tsr__linear fc1, fc2;   /* (inter, dim), (dim, inter) */
-} tsr__clip_layer;
-
 typedef struct tsr__clip {
     int32_t dim, n_heads, head_dim, inter, n_layers, n_channels;
     int32_t image_size, patch, grid; /* grid = image_size / patch patches per side */
@@ -28,7 +22,8 @@ typedef struct tsr__clip {
     const float *pos;           /* (1 + grid * grid, dim) */
     tsr__norm pre_ln, post_ln;  /* post_layernorm is loaded (it is part of the tower) but the
                                    hidden states LLaVA-NeXT takes come before it */
-    tsr__clip_layer *layers;    /* (n_layers) */
+    tsr__vit_block *layers;     /* (n_layers): LayerNorm, q/k/v/out_proj with bias, fc1 -
+                                   hidden_act - fc2 */
 } tsr__clip;
 
 /* vc: the vision_config object (NULL: defaults). llava_defaults: the defaults are
