@@ -216,3 +216,82 @@ double tsr_test_compare_tensor(const char *ctx, const char *what, const tsr_tens
     CHECK_MSG(mx <= tol, "%s: %s max abs diff %g", ctx, what, mx);
     return mx;
 }
+
+int tsr_test_copy_file(const char *from, const char *to) {
+    size_t len = 0;
+    uint8_t *b = tsr_test_read(from, &len);
+    if (!b) return 0;
+    FILE *f = fopen(to, "wb");
+    int ok = f && fwrite(b, 1, len, f) == len;
+    if (f && fclose(f)) ok = 0;
+    free(b);
+    return ok;
+}
+
+static int list_add_copy(tsr_tensor_list *out, const char *name, const tsr_tensor *t) {
+    tsr_error err = {0};
+    tsr_tensor c;
+    if (tsr_tensor_alloc(&c, t->dtype, t->ndim, t->shape, &err)) return 0;
+    memcpy(c.data, t->data, tsr_tensor_nbytes(t));
+    if (tsr_tensor_list_add(out, name, &c, &err)) {
+        tsr_tensor_free(&c);
+        return 0;
+    }
+    return 1;
+}
+
+tsr_tensor_list *tsr_test_list_replace(const tsr_tensor_list *list, const char *name,
+                                       const tsr_tensor *with) {
+    tsr_error err = {0};
+    tsr_tensor_list *out = NULL;
+    if (tsr_tensor_list_new(&out, &err)) return NULL;
+    int ok = 1, seen = 0;
+    for (int64_t i = 0; ok && i < tsr_tensor_list_count(list); i++) {
+        const char *nm = tsr_tensor_list_name(list, i);
+        const tsr_tensor *t = tsr_tensor_list_at(list, i);
+        if (!strcmp(nm, name)) {
+            seen = 1;
+            if (!with) continue;
+            t = with;
+        }
+        ok = list_add_copy(out, nm, t);
+    }
+    if (ok && !seen && with) ok = list_add_copy(out, name, with);
+    if (!ok) {
+        tsr_tensor_list_free(out);
+        return NULL;
+    }
+    return out;
+}
+
+tsr_tensor_list *tsr_test_list_reshape(const tsr_tensor_list *list, const char *name,
+                                       int32_t ndim, const int64_t *shape, int64_t fill) {
+    const tsr_tensor *t = tsr_tensor_list_get(list, name);
+    if (!shape || !t) return tsr_test_list_replace(list, name, NULL);
+    tsr_error err = {0};
+    tsr_tensor c;
+    if (tsr_tensor_alloc(&c, t->dtype, ndim, shape, &err)) return NULL;
+    size_t a = tsr_tensor_nbytes(&c), b = tsr_tensor_nbytes(t);
+    memcpy(c.data, t->data, a < b ? a : b);
+    if (fill >= 0 && c.dtype == TSR_DTYPE_I64)
+        for (int64_t k = 0; k < tsr_tensor_numel(&c); k++) ((int64_t *)c.data)[k] = fill;
+    tsr_tensor_list *out = tsr_test_list_replace(list, name, &c);
+    tsr_tensor_free(&c);
+    return out;
+}
+
+void tsr_test_expect_prompt_error(const char *what, const tsr_model *model, tsr_session *s,
+                                  const tsr_tensor_list *in, tsr_status want,
+                                  const char *const *needles) {
+    tsr_error err = {0};
+    tsr_prompt *p = NULL;
+    tsr_status st = in ? tsr_prompt_new(model, s, in, &p, &err) : TSR_ERR_INTERNAL;
+    CHECK_MSG(in != NULL, "%s: could not build the input", what);
+    CHECK_MSG(st == want && !p, "%s: %s (%s), expected %s", what, tsr_status_name(st),
+              err.message, tsr_status_name(want));
+    for (const char *const *n = needles; n && *n; n++)
+        CHECK_MSG(strstr(err.message, *n) != NULL, "%s: message \"%s\" lacks \"%s\"", what,
+                  err.message, *n);
+    printf("  %s: %s: %s\n", what, tsr_status_name(st), err.message);
+    tsr_prompt_free(p);
+}

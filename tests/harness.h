@@ -71,4 +71,26 @@ uint8_t *tsr_test_read(const char *path, size_t *len);
 tsr_status tsr_test_open_safetensors(const char *path, tsr_safetensors **out, tsr_error *err);
 void tsr_test_close_safetensors(tsr_safetensors *st);
 
+/* Writes the file `from` (read with tsr_test_read, so from.gz works) to `to`; 1 on success. */
+int tsr_test_copy_file(const char *from, const char *to);
+
+/* A copy of list (tensors copied, order kept) with the tensor `name` replaced by a copy of
+ * *with, or dropped when with is NULL (appended when the list has no such name). NULL on
+ * failure. */
+tsr_tensor_list *tsr_test_list_replace(const tsr_tensor_list *list, const char *name,
+                                       const tsr_tensor *with);
+
+/* tsr_test_list_replace with `name` reshaped to shape[ndim]: its bytes copied as far as they
+ * go (the rest zero), every value set to fill when it is I64 and fill >= 0; shape NULL drops
+ * it. */
+tsr_tensor_list *tsr_test_list_reshape(const tsr_tensor_list *list, const char *name,
+                                       int32_t ndim, const int64_t *shape, int64_t fill);
+
+/* tsr_prompt_new(model, s, in) must fail with `want`, give no prompt, and name every string
+ * of needles (up to the first NULL) in its message, which is printed. in NULL counts as a
+ * failed check. */
+void tsr_test_expect_prompt_error(const char *what, const tsr_model *model, tsr_session *s,
+                                  const tsr_tensor_list *in, tsr_status want,
+                                  const char *const *needles);
+
 #endif

@@ -451,35 +451,10 @@ static void test_bad_checkpoints(void) {
 }
 
 /* A copy of inputs with one tensor replaced. */
-static tsr_tensor_list *replace_input(const tsr_tensor_list *in, const char *name,
-                                      const tsr_tensor *with) {
-    tsr_error err = {0};
-    tsr_tensor_list *out = NULL;
-    if (tsr_tensor_list_new(&out, &err)) return NULL;
-    for (int64_t i = 0; i < tsr_tensor_list_count(in); i++) {
-        const char *nm = tsr_tensor_list_name(in, i);
-        const tsr_tensor *src = strcmp(nm, name) ? tsr_tensor_list_get(in, nm) : with;
-        tsr_tensor t;
-        if (tsr_tensor_alloc(&t, src->dtype, src->ndim, src->shape, &err)) break;
-        memcpy(t.data, src->data, tsr_tensor_nbytes(src));
-        if (tsr_tensor_list_add(out, nm, &t, &err)) {
-            tsr_tensor_free(&t);
-            break;
-        }
-    }
-    return out;
-}
-
 static void expect_prompt_error(const char *what, const tsr_tensor_list *in, tsr_status want,
                                 const char *n1, const char *n2) {
-    tsr_error err = {0};
-    tsr_prompt *p = NULL;
-    tsr_status st = in ? tsr_prompt_new(g_model, g_session, in, &p, &err) : TSR_ERR_INTERNAL;
-    CHECK_MSG(st == want && !p && strstr(err.message, n1) && (!n2 || strstr(err.message, n2)),
-              "%s: %s: %s (want %s naming %s%s%s)", what, tsr_status_name(st), err.message,
-              tsr_status_name(want), n1, n2 ? " and " : "", n2 ? n2 : "");
-    printf("  %s: %s: %s\n", what, tsr_status_name(st), err.message);
-    tsr_prompt_free(p);
+    const char *const needles[] = {n1, n2, NULL};
+    tsr_test_expect_prompt_error(what, g_model, g_session, in, want, needles);
 }
 
 /* One image: pixel_values as 4-D [patches, 3, H, W] (the other layout get_image_features
@@ -506,7 +481,7 @@ static void test_one_image_layouts(void) {
         t4.shape[i] = pv->shape[i + 1];
         t4.strides[i] = pv->strides[i + 1];
     }
-    tsr_tensor_list *alt = replace_input(in, "pixel_values", &t4);
+    tsr_tensor_list *alt = tsr_test_list_replace(in, "pixel_values", &t4);
     tsr_prompt *p = NULL;
     CHECK(alt != NULL);
     if (alt) CHECK_OK(tsr_prompt_new(g_model, g_session, alt, &p, &err), &err);
@@ -524,7 +499,7 @@ static void test_one_image_layouts(void) {
     tsr_tensor t2 = *pv;
     t2.shape[1] = 2;
     t2.strides[0] = 2 * pv->strides[1];
-    alt = replace_input(in, "pixel_values", &t2);
+    alt = tsr_test_list_replace(in, "pixel_values", &t2);
     char need[96];
     snprintf(need, sizeof need, "image_sizes[0] = (%lld, %lld) needs %lld",
              (long long)((const int64_t *)sz->data)[0], (long long)((const int64_t *)sz->data)[1],
@@ -553,7 +528,7 @@ static void test_bad_inputs(void) {
     /* image_sizes with one image fewer than pixel_values holds */
     tsr_tensor t = *sz;
     t.shape[0] -= 1;
-    tsr_tensor_list *bad = replace_input(in, "image_sizes", &t);
+    tsr_tensor_list *bad = tsr_test_list_replace(in, "image_sizes", &t);
     expect_prompt_error("image_sizes rows", bad, TSR_ERR_SHAPE, "pixel_values [3, ", "image_sizes [2, 2]");
     tsr_tensor_list_free(bad);
 
@@ -563,7 +538,7 @@ static void test_bad_inputs(void) {
     zero[3] = 0;
     tsr_tensor t5 = *sz;
     t5.data = zero;
-    bad = replace_input(in, "image_sizes", &t5);
+    bad = tsr_test_list_replace(in, "image_sizes", &t5);
     expect_prompt_error("image_sizes zero", bad, TSR_ERR_INVALID_ARG, "image_sizes[1]", ", 0) is not a valid image size");
     tsr_tensor_list_free(bad);
 
@@ -573,7 +548,7 @@ static void test_bad_inputs(void) {
     t6.dtype = TSR_DTYPE_F32;
     t6.strides[0] = 2;
     t6.data = fsz;
-    bad = replace_input(in, "image_sizes", &t6);
+    bad = tsr_test_list_replace(in, "image_sizes", &t6);
     expect_prompt_error("image_sizes dtype", bad, TSR_ERR_FORMAT, "image_sizes", "I64");
     tsr_tensor_list_free(bad);
 
@@ -581,7 +556,7 @@ static void test_bad_inputs(void) {
     tsr_tensor t3 = *pv;
     t3.shape[3] = t3.shape[4] = 14;
     t3.shape[1] = pv->shape[1] * 4;
-    bad = replace_input(in, "pixel_values", &t3);
+    bad = tsr_test_list_replace(in, "pixel_values", &t3);
     expect_prompt_error("pixel_values tile size", bad, TSR_ERR_SHAPE, "pixel_values",
                         "[images, patches, 3, 28, 28]");
     tsr_tensor_list_free(bad);
@@ -597,7 +572,7 @@ static void test_bad_inputs(void) {
         }
     tsr_tensor t4 = *ids;
     t4.data = id2;
-    bad = replace_input(in, "input_ids", &t4);
+    bad = tsr_test_list_replace(in, "input_ids", &t4);
     expect_prompt_error("placeholder count", bad, TSR_ERR_SHAPE, "rows for", "image");
     tsr_tensor_list_free(bad);
     free(id2);

@@ -503,14 +503,8 @@ fail:
 
 static void expect_shape_error(const tsr_tensor_list *in, const char *what, const char *must1,
                                const char *must2) {
-    tsr_prompt *p = NULL;
-    tsr_error err = {0};
-    tsr_status st = in ? tsr_prompt_new(g_model, NULL, in, &p, &err) : TSR_ERR_OOM;
-    CHECK_MSG(st == TSR_ERR_SHAPE && p == NULL && strstr(err.message, must1) &&
-                  strstr(err.message, must2),
-              "%s: %s: %s", what, tsr_status_name(st), err.message);
-    printf("  %s: %s: %s\n", what, tsr_status_name(st), err.message);
-    tsr_prompt_free(p);
+    const char *const needles[] = {must1, must2, NULL};
+    tsr_test_expect_prompt_error(what, g_model, NULL, in, TSR_ERR_SHAPE, needles);
 }
 
 static void test_inconsistent_inputs(void) {

@@ -458,49 +458,17 @@ static void test_bad_checkpoint(void) {
 
 /* A copy of src with `name` replaced by a tensor of dtype / shape (values copied as far as
  * they go, then 0); shape NULL drops it. fill >= 0 sets every I64 value to fill. */
+/* src with `name` reshaped (tsr_test_list_reshape). */
 static tsr_tensor_list *variant(const tsr_tensor_list *src, const char *name, int32_t ndim,
                                 const int64_t *shape, int64_t fill) {
-    tsr_error err = {0};
-    tsr_tensor_list *out = NULL;
-    if (tsr_tensor_list_new(&out, &err)) return NULL;
-    for (int64_t i = 0; i < tsr_tensor_list_count(src); i++) {
-        const char *n = tsr_tensor_list_name(src, i);
-        const tsr_tensor *t = tsr_tensor_list_at(src, i);
-        int repl = !strcmp(n, name);
-        if (repl && !shape) continue;
-        tsr_tensor c;
-        if (tsr_tensor_alloc(&c, t->dtype, repl ? ndim : t->ndim, repl ? shape : t->shape,
-                             &err)) {
-            tsr_tensor_list_free(out);
-            return NULL;
-        }
-        size_t a = tsr_tensor_nbytes(&c), b = tsr_tensor_nbytes(t);
-        memcpy(c.data, t->data, a < b ? a : b);
-        if (repl && fill >= 0 && c.dtype == TSR_DTYPE_I64)
-            for (int64_t k = 0; k < tsr_tensor_numel(&c); k++) ((int64_t *)c.data)[k] = fill;
-        if (tsr_tensor_list_add(out, n, &c, &err)) {
-            tsr_tensor_free(&c);
-            tsr_tensor_list_free(out);
-            return NULL;
-        }
-    }
-    return out;
+    return tsr_test_list_reshape(src, name, ndim, shape, fill);
 }
 
+/* The prompt of `in` (freed here) fails with code, naming n1 and n2 (may be NULL). */
 static void expect_prompt_error(tsr_model *m, const char *what, tsr_tensor_list *in,
                                 tsr_status code, const char *n1, const char *n2) {
-    CHECK_MSG(in != NULL, "%s: could not build the input", what);
-    if (!in) return;
-    tsr_error err = {0};
-    tsr_prompt *p = NULL;
-    tsr_status st = tsr_prompt_new(m, NULL, in, &p, &err);
-    CHECK_MSG(st == code && !p, "%s: got %s (%s), expected %s", what, tsr_status_name(st),
-              err.message, tsr_status_name(code));
-    CHECK_MSG(strstr(err.message, n1) && (!n2 || strstr(err.message, n2)),
-              "%s: message \"%s\" does not name %s%s%s", what, err.message, n1, n2 ? " and " : "",
-              n2 ? n2 : "");
-    printf("%s: %s: %s\n", what, tsr_status_name(st), err.message);
-    tsr_prompt_free(p);
+    const char *const needles[] = {n1, n2, NULL};
+    tsr_test_expect_prompt_error(what, m, NULL, in, code, needles);
     tsr_tensor_list_free(in);
 }
 

@@ -487,37 +487,11 @@ static void test_bad_checkpoints(void) {
 /* ---------------------------------------------------------------------------------- */
 
 /* A copy of list with `name` replaced by t (moved in), or dropped when t is NULL. */
+/* A copy of list with `name` replaced by *t (freed here). */
 static tsr_tensor_list *replace(const tsr_tensor_list *list, const char *name, tsr_tensor *t) {
-    tsr_tensor_list *o = NULL;
-    tsr_error err = {0};
-    if (tsr_tensor_list_new(&o, &err)) return NULL;
-    for (int64_t i = 0; i < tsr_tensor_list_count(list); i++) {
-        const char *nm = tsr_tensor_list_name(list, i);
-        const tsr_tensor *src = tsr_tensor_list_at(list, i);
-        tsr_tensor c;
-        if (!strcmp(nm, name)) continue;
-        if (tsr_tensor_alloc(&c, src->dtype, src->ndim, src->shape, &err)) break;
-        memcpy(c.data, src->data, tsr_tensor_nbytes(src));
-        if (tsr_tensor_list_add(o, nm, &c, &err)) tsr_tensor_free(&c);
-    }
-    if (t && tsr_tensor_list_add(o, name, t, &err)) tsr_tensor_free(t);
+    tsr_tensor_list *o = tsr_test_list_replace(list, name, t);
+    tsr_tensor_free(t);
     return o;
-}
-
-static void expect_prompt_error(const char *what, const tsr_model *model,
-                                const tsr_tensor_list *in, tsr_status code,
-                                const char *const *needles) {
-    tsr_error err = {0};
-    tsr_prompt *p = NULL;
-    tsr_status st = tsr_prompt_new(model, NULL, in, &p, &err);
-    CHECK_MSG(st == code, "%s: %s (%s), expected %s", what, tsr_status_name(st), err.message,
-              tsr_status_name(code));
-    CHECK(p == NULL);
-    for (const char *const *n = needles; *n; n++)
-        CHECK_MSG(strstr(err.message, *n) != NULL, "%s: message \"%s\" lacks \"%s\"", what,
-                  err.message, *n);
-    printf("%s: %s: %s\n", what, tsr_status_name(st), err.message);
-    tsr_prompt_free(p);
 }
 
 static void test_bad_inputs(void) {
@@ -562,7 +536,7 @@ static void test_bad_inputs(void) {
     bad = replace(out, "pixel_values", &t);
     snprintf(shape_short, sizeof shape_short, "[%lld, 3]", (long long)grid->shape[0]);
     const char *const rows[] = {shape_pv, shape_short, "image_grid_thw", "pixel_values", NULL};
-    expect_prompt_error("pixel_values short", model, bad, TSR_ERR_SHAPE, rows);
+    tsr_test_expect_prompt_error("pixel_values short", model, NULL, bad, TSR_ERR_SHAPE, rows);
     tsr_tensor_list_free(bad);
 
     /* pixel_values of the wrong width. */
@@ -573,7 +547,7 @@ static void test_bad_inputs(void) {
     snprintf(w_got, sizeof w_got, "%lld", (long long)pv->shape[1] - 1);
     snprintf(w_want, sizeof w_want, "%lld", (long long)pv->shape[1]);
     const char *const width[] = {"pixel_values", w_got, w_want, NULL};
-    expect_prompt_error("pixel_values width", model, bad, TSR_ERR_SHAPE, width);
+    tsr_test_expect_prompt_error("pixel_values width", model, NULL, bad, TSR_ERR_SHAPE, width);
     tsr_tensor_list_free(bad);
 
     /* The two images' grids swapped: counts per placeholder run no longer match. */
@@ -582,7 +556,7 @@ static void test_bad_inputs(void) {
     memcpy((int64_t *)t.data + 3, grid->data, 3 * sizeof(int64_t));
     bad = replace(out, "image_grid_thw", &t);
     const char *const swap[] = {"image 0", "placeholder", NULL};
-    expect_prompt_error("grids swapped", model, bad, TSR_ERR_SHAPE, swap);
+    tsr_test_expect_prompt_error("grids swapped", model, NULL, bad, TSR_ERR_SHAPE, swap);
     tsr_tensor_list_free(bad);
 
     /* One image token turned into text: the run no longer matches its image. */
@@ -596,7 +570,7 @@ static void test_bad_inputs(void) {
         }
     bad = replace(out, "input_ids", &t);
     const char *const fewer[] = {"image 1", "placeholder tokens", NULL};
-    expect_prompt_error("placeholder dropped", model, bad, TSR_ERR_SHAPE, fewer);
+    tsr_test_expect_prompt_error("placeholder dropped", model, NULL, bad, TSR_ERR_SHAPE, fewer);
     tsr_tensor_list_free(bad);
 
     /* Only one image given for two placeholder runs. */
@@ -612,7 +586,7 @@ static void test_bad_inputs(void) {
     bad = replace(tmp, "pixel_values", &t);
     tsr_tensor_list_free(tmp);
     const char *const more[] = {"more image placeholder runs", NULL};
-    expect_prompt_error("one image, two runs", model, bad, TSR_ERR_SHAPE, more);
+    tsr_test_expect_prompt_error("one image, two runs", model, NULL, bad, TSR_ERR_SHAPE, more);
     tsr_tensor_list_free(bad);
 
     /* Video input. */
@@ -620,7 +594,7 @@ static void test_bad_inputs(void) {
     CHECK_OK(tsr_tensor_alloc(&t, TSR_DTYPE_F32, 2, shv, &err), &err);
     bad = replace(out, "pixel_values_videos", &t);
     const char *const video[] = {"video", NULL};
-    expect_prompt_error("video", model, bad, TSR_ERR_UNSUPPORTED, video);
+    tsr_test_expect_prompt_error("video", model, NULL, bad, TSR_ERR_UNSUPPORTED, video);
     tsr_tensor_list_free(bad);
 done:
     tsr_tensor_list_free(out);
