@@ -162,17 +162,6 @@ static void test_cases(void) {
 /* Altered checkpoints                                                                  */
 /* ---------------------------------------------------------------------------------- */
 
-static int copy_file(const char *from, const char *to) {
-    size_t len = 0;
-    uint8_t *buf = tsr_test_read(from, &len);
-    if (!buf) return -1;
-    FILE *f = fopen(to, "wb");
-    int ok = f && fwrite(buf, 1, len, f) == len;
-    if (f && fclose(f)) ok = 0;
-    free(buf);
-    return ok ? 0 : -1;
-}
-
 /* A copy of the fixture model in g_tmp/<sub> whose model.safetensors is rewritten by edit
  * (called per tensor: may rename it, replace it (returning a tensor to write), or drop it by
  * returning NULL). Returns the directory (static buffer) or NULL. */
@@ -181,7 +170,7 @@ typedef const tsr_tensor *(*edit_fn)(const char *name, const tsr_tensor *t, char
 
 /* config.json with its `from` text replaced by `to` (both may be NULL: copied as is). */
 static int copy_config(const char *src, const char *dst, const char *from, const char *to) {
-    if (!from) return copy_file(src, dst);
+    if (!from) return tsr_test_copy_file(src, dst) ? 0 : -1;
     size_t len = 0;
     char *text = (char *)tsr_test_read(src, &len);
     char *at = text ? strstr(text, from) : NULL;
@@ -211,8 +200,9 @@ static const char *altered_model(const char *sub, edit_fn edit) {
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(src, sizeof src, "%s/%s", tsr_test_fixture(MODEL_REL), files[i]);
         snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        if (i == 0 ? copy_config(src, dst, g_cfg_from, g_cfg_to) : copy_file(src, dst))
-            return NULL;
+        int ok = i == 0 ? !copy_config(src, dst, g_cfg_from, g_cfg_to)
+                        : tsr_test_copy_file(src, dst);
+        if (!ok) return NULL;
     }
     g_cfg_from = g_cfg_to = NULL;
     snprintf(src, sizeof src, "%s/model.safetensors", tsr_test_fixture(MODEL_REL));

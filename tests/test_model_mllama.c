@@ -211,17 +211,6 @@ static void test_parity(void) {
 /* Rewritten checkpoints in a temporary model directory                                 */
 /* ---------------------------------------------------------------------------------- */
 
-static int copy_file(const char *from, const char *to) {
-    size_t len;
-    uint8_t *b = tsr_test_read(from, &len);
-    if (!b) return 0;
-    FILE *f = fopen(to, "wb");
-    int ok = f && fwrite(b, 1, len, f) == len;
-    if (f && fclose(f)) ok = 0;
-    free(b);
-    return ok;
-}
-
 static const char *const SIDE_FILES[] = {"config.json", "generation_config.json",
                                          "tokenizer.json", "tokenizer_config.json",
                                          "preprocessor_config.json"};
@@ -266,7 +255,7 @@ static int write_variant(const char *dir, rename_fn ren, reshape_fn resh) {
         snprintf(from, sizeof from, "%s/%s", tsr_test_fixture("models/mllama/model"),
                  SIDE_FILES[i]);
         snprintf(to, sizeof to, "%s/%s", dir, SIDE_FILES[i]);
-        if (!copy_file(from, to)) return 0;
+        if (!tsr_test_copy_file(from, to)) return 0;
     }
     tsr_error err = {0};
     tsr_safetensors *st = NULL;
