@@ -419,6 +419,17 @@ void tsr__rope_apply(float *x, const float *cos_, const float *sin_, int32_t hea
     }
 }
 
+/* One activation value (libm), the reference the vector forms follow. */
+static float act1(tsr__act a, float v) {
+    switch (a) {
+    case TSR__ACT_SILU: return v / (1.0f + expf(-v));
+    case TSR__ACT_QUICK_GELU: return v / (1.0f + expf(-1.702f * v));
+    case TSR__ACT_GELU_TANH:
+        return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    default: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    }
+}
+
 /* exp over 8 lanes (Cephes expf: range reduction by ln 2, degree-5 polynomial), within 2 ulp
  * of expf for x in [-87, 88]; below that it returns 0 or a value under 1e-37. */
 #ifdef TSR_X86
@@ -524,17 +535,7 @@ __attribute__((target("avx2,fma"))) static void act_avx2(tsr__act a, float *x, i
         }
         _mm256_storeu_ps(x + i, r);
     }
-    for (; i < n; i++) {
-        float v = x[i];
-        switch (a) {
-        case TSR__ACT_SILU: x[i] = v / (1.0f + expf(-v)); break;
-        case TSR__ACT_QUICK_GELU: x[i] = v / (1.0f + expf(-1.702f * v)); break;
-        case TSR__ACT_GELU_TANH:
-            x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-            break;
-        default: x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
-        }
-    }
+    for (; i < n; i++) x[i] = act1(a, x[i]);
 }
 #endif
 
@@ -545,17 +546,7 @@ static void act_range(tsr__act a, float *x, int64_t n) {
         return;
     }
 #endif
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        switch (a) {
-        case TSR__ACT_SILU: x[i] = v / (1.0f + expf(-v)); break;
-        case TSR__ACT_QUICK_GELU: x[i] = v / (1.0f + expf(-1.702f * v)); break;
-        case TSR__ACT_GELU_TANH:
-            x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-            break;
-        default: x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
-        }
-    }
+    for (int64_t i = 0; i < n; i++) x[i] = act1(a, x[i]);
 }
 
 typedef struct {
