@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 int tsr_test_failed_checks;
@@ -264,15 +265,21 @@ tsr_tensor_list *tsr_test_list_replace(const tsr_tensor_list *list, const char *
     return out;
 }
 
+int tsr_test_tensor_resized(const tsr_tensor *t, int32_t ndim, const int64_t *shape,
+                            tsr_tensor *out) {
+    tsr_error err = {0};
+    if (tsr_tensor_alloc(out, t->dtype, ndim, shape, &err)) return 0;
+    size_t a = tsr_tensor_nbytes(out), b = tsr_tensor_nbytes(t);
+    memcpy(out->data, t->data, a < b ? a : b);
+    return 1;
+}
+
 tsr_tensor_list *tsr_test_list_reshape(const tsr_tensor_list *list, const char *name,
                                        int32_t ndim, const int64_t *shape, int64_t fill) {
     const tsr_tensor *t = tsr_tensor_list_get(list, name);
     if (!shape || !t) return tsr_test_list_replace(list, name, NULL);
-    tsr_error err = {0};
     tsr_tensor c;
-    if (tsr_tensor_alloc(&c, t->dtype, ndim, shape, &err)) return NULL;
-    size_t a = tsr_tensor_nbytes(&c), b = tsr_tensor_nbytes(t);
-    memcpy(c.data, t->data, a < b ? a : b);
+    if (!tsr_test_tensor_resized(t, ndim, shape, &c)) return NULL;
     if (fill >= 0 && c.dtype == TSR_DTYPE_I64)
         for (int64_t k = 0; k < tsr_tensor_numel(&c); k++) ((int64_t *)c.data)[k] = fill;
     tsr_tensor_list *out = tsr_test_list_replace(list, name, &c);
@@ -294,4 +301,67 @@ void tsr_test_expect_prompt_error(const char *what, const tsr_model *model, tsr_
                   err.message, *n);
     printf("  %s: %s: %s\n", what, tsr_status_name(st), err.message);
     tsr_prompt_free(p);
+}
+
+int tsr_test_write_checkpoint(const char *src, const char *dst, const char *const *files,
+                              size_t n, tsr_test_edit_fn edit, void *user) {
+    char from[1024], to[1024];
+    mkdir(dst, 0700);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(from, sizeof from, "%s/%s", src, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dst, files[i]);
+        if (!tsr_test_copy_file(from, to)) return 0;
+    }
+    tsr_error err = {0};
+    tsr_safetensors *st = NULL;
+    snprintf(from, sizeof from, "%s/model.safetensors", src);
+    if (tsr_safetensors_open_file(from, &st, &err)) return 0;
+    int64_t count = tsr_safetensors_count(st), k = 0;
+    char **names = calloc((size_t)count + 1, sizeof *names);
+    tsr_tensor *ts = calloc((size_t)count + 1, sizeof *ts);
+    int ok = names && ts;
+    for (int64_t i = 0; ok && i < count; i++) {
+        const char *name = tsr_safetensors_name(st, i);
+        tsr_tensor t;
+        if (tsr_safetensors_get(st, name, &t, &err)) {
+            ok = 0;
+            break;
+        }
+        memset(&ts[k], 0, sizeof ts[k]);
+        if (edit && !edit(&name, &t, &ts[k], user)) ok = 0;
+        if (!ok || !name) {
+            tsr_tensor_free(&ts[k]);
+            continue;
+        }
+        if (!ts[k].data) {
+            ts[k] = t;
+            ts[k].owner = 0;
+        }
+        names[k] = strdup(name);
+        ok = names[k] != NULL;
+        k++;
+    }
+    snprintf(to, sizeof to, "%s/model.safetensors", dst);
+    if (ok)
+        ok = tsr_safetensors_write_file(to, k, (const char *const *)names, ts, 0, NULL, NULL,
+                                        &err) == TSR_OK;
+    for (int64_t i = 0; names && ts && i < k; i++) {
+        free(names[i]);
+        tsr_tensor_free(&ts[i]);
+    }
+    free(names);
+    free(ts);
+    tsr_safetensors_close(st);
+    return ok;
+}
+
+void tsr_test_remove_checkpoint(const char *dir, const char *const *files, size_t n) {
+    char p[1024];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    unlink(p);
+    rmdir(dir);
 }

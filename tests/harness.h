@@ -74,6 +74,24 @@ void tsr_test_close_safetensors(tsr_safetensors *st);
 /* Writes the file `from` (read with tsr_test_read, so from.gz works) to `to`; 1 on success. */
 int tsr_test_copy_file(const char *from, const char *to);
 
+/* *out = a new tensor of t's dtype and shape[ndim] holding t's bytes as far as they go (the
+ * rest zero). 1 on success. */
+int tsr_test_tensor_resized(const tsr_tensor *t, int32_t ndim, const int64_t *shape,
+                            tsr_tensor *out);
+
+/* Called for each tensor of a checkpoint being rewritten (tsr_test_write_checkpoint): may set
+ * *name to another name or to NULL (the tensor is dropped), and may fill *repl (zeroed on
+ * entry; an owned tensor written instead of t). Returns 0 on failure. */
+typedef int (*tsr_test_edit_fn)(const char **name, const tsr_tensor *t, tsr_tensor *repl,
+                                void *user);
+
+/* A copy of the model directory src in dst (created if needed): files[0..n) copied, then
+ * model.safetensors written through edit (NULL: unchanged). 1 on success. */
+int tsr_test_write_checkpoint(const char *src, const char *dst, const char *const *files,
+                              size_t n, tsr_test_edit_fn edit, void *user);
+/* Removes what tsr_test_write_checkpoint wrote, and the directory. */
+void tsr_test_remove_checkpoint(const char *dir, const char *const *files, size_t n);
+
 /* A copy of list (tensors copied, order kept) with the tensor `name` replaced by a copy of
  * *with, or dropped when with is NULL (appended when the list has no such name). NULL on
  * failure. */

@@ -222,69 +222,32 @@ static const char *const SIDE_FILES[] = {"config.json", "generation_config.json"
 typedef int (*keep_fn)(const char *name);
 typedef int (*reshape_fn)(const char *name, int64_t *shape, int32_t ndim);
 
+typedef struct variant_edit {
+    keep_fn keep;
+    reshape_fn resh;
+} variant_edit;
+
+static int edit_variant(const char **name, const tsr_tensor *t, tsr_tensor *repl, void *user) {
+    const variant_edit *v = user;
+    if (v->keep && !v->keep(*name)) {
+        *name = NULL;
+        return 1;
+    }
+    int64_t shape[TSR_MAX_DIMS];
+    memcpy(shape, t->shape, sizeof shape);
+    if (v->resh && v->resh(*name, shape, t->ndim))
+        return tsr_test_tensor_resized(t, t->ndim, shape, repl);
+    return 1;
+}
+
 static int write_variant(const char *dir, keep_fn keep, reshape_fn resh) {
-    char from[1024], to[1024];
-    for (size_t i = 0; i < sizeof SIDE_FILES / sizeof SIDE_FILES[0]; i++) {
-        snprintf(from, sizeof from, "%s/%s", tsr_test_fixture(MODEL), SIDE_FILES[i]);
-        snprintf(to, sizeof to, "%s/%s", dir, SIDE_FILES[i]);
-        if (!tsr_test_copy_file(from, to)) return 0;
-    }
-    tsr_error err = {0};
-    tsr_safetensors *st = NULL;
-    snprintf(from, sizeof from, "%s/model.safetensors", tsr_test_fixture(MODEL));
-    if (tsr_safetensors_open_file(from, &st, &err)) return 0;
-    int64_t n = tsr_safetensors_count(st), k = 0;
-    char **names = calloc((size_t)n, sizeof *names);
-    tsr_tensor *ts = calloc((size_t)n, sizeof *ts);
-    int ok = names && ts;
-    for (int64_t i = 0; ok && i < n; i++) {
-        const char *name = tsr_safetensors_name(st, i);
-        if (keep && !keep(name)) continue;
-        tsr_tensor t;
-        if (tsr_safetensors_get(st, name, &t, &err)) {
-            ok = 0;
-            break;
-        }
-        int64_t shape[TSR_MAX_DIMS];
-        memcpy(shape, t.shape, sizeof shape);
-        if (resh && resh(name, shape, t.ndim)) {
-            if (tsr_tensor_alloc(&ts[k], t.dtype, t.ndim, shape, &err)) {
-                ok = 0;
-                break;
-            }
-            size_t a = tsr_tensor_nbytes(&ts[k]), b = tsr_tensor_nbytes(&t);
-            memcpy(ts[k].data, t.data, a < b ? a : b);
-        } else {
-            ts[k] = t;
-            ts[k].owner = 0;
-        }
-        names[k] = strdup(name);
-        ok = names[k] != NULL;
-        k++;
-    }
-    snprintf(to, sizeof to, "%s/model.safetensors", dir);
-    if (ok)
-        ok = tsr_safetensors_write_file(to, k, (const char *const *)names, ts, 0, NULL, NULL,
-                                        &err) == TSR_OK;
-    for (int64_t i = 0; names && ts && i < k; i++) {
-        free(names[i]);
-        tsr_tensor_free(&ts[i]);
-    }
-    free(names);
-    free(ts);
-    tsr_safetensors_close(st);
-    return ok;
+    variant_edit v = {keep, resh};
+    return tsr_test_write_checkpoint(tsr_test_fixture(MODEL), dir, SIDE_FILES,
+                                     sizeof SIDE_FILES / sizeof SIDE_FILES[0], edit_variant, &v);
 }
 
 static void remove_variant(const char *dir) {
-    char p[1024];
-    for (size_t i = 0; i < sizeof SIDE_FILES / sizeof SIDE_FILES[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, SIDE_FILES[i]);
-        unlink(p);
-    }
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    unlink(p);
-    rmdir(dir);
+    tsr_test_remove_checkpoint(dir, SIDE_FILES, sizeof SIDE_FILES / sizeof SIDE_FILES[0]);
 }
 
 static const char *drop_name;

@@ -249,78 +249,33 @@ static int round_tensor(const tsr_tensor *t, tsr_tensor *out) {
     return 1;
 }
 
+typedef struct variant_edit {
+    rename_fn ren;
+    reshape_fn resh;
+} variant_edit;
+
+static int edit_variant(const char **name, const tsr_tensor *t, tsr_tensor *repl, void *user) {
+    const variant_edit *v = user;
+    const char *orig = *name;
+    if (v->ren && !(*name = v->ren(orig))) return 1;
+    int enc_part = !strncmp(orig, "vision_model.", 13) ||
+                   !strncmp(orig, "multi_modal_projector.", 22);
+    if (g_round && enc_part && t->dtype == TSR_DTYPE_F32) return round_tensor(t, repl);
+    int64_t shape[TSR_MAX_DIMS];
+    memcpy(shape, t->shape, sizeof shape);
+    if (v->resh && v->resh(orig, shape, t->ndim))
+        return tsr_test_tensor_resized(t, t->ndim, shape, repl);
+    return 1;
+}
+
 static int write_variant(const char *dir, rename_fn ren, reshape_fn resh) {
-    char from[1024], to[1024];
-    for (size_t i = 0; i < sizeof SIDE_FILES / sizeof SIDE_FILES[0]; i++) {
-        snprintf(from, sizeof from, "%s/%s", tsr_test_fixture("models/mllama/model"),
-                 SIDE_FILES[i]);
-        snprintf(to, sizeof to, "%s/%s", dir, SIDE_FILES[i]);
-        if (!tsr_test_copy_file(from, to)) return 0;
-    }
-    tsr_error err = {0};
-    tsr_safetensors *st = NULL;
-    snprintf(from, sizeof from, "%s/model.safetensors", tsr_test_fixture("models/mllama/model"));
-    if (tsr_safetensors_open_file(from, &st, &err)) return 0;
-    int64_t n = tsr_safetensors_count(st), k = 0;
-    char **names = calloc((size_t)n, sizeof *names);
-    tsr_tensor *ts = calloc((size_t)n, sizeof *ts);
-    int ok = names && ts;
-    for (int64_t i = 0; ok && i < n; i++) {
-        const char *name = tsr_safetensors_name(st, i);
-        const char *nn = ren ? ren(name) : name;
-        if (!nn) continue;
-        tsr_tensor t;
-        if (tsr_safetensors_get(st, name, &t, &err)) {
-            ok = 0;
-            break;
-        }
-        int64_t shape[TSR_MAX_DIMS];
-        memcpy(shape, t.shape, sizeof shape);
-        int enc_part = !strncmp(name, "vision_model.", 13) ||
-                       !strncmp(name, "multi_modal_projector.", 22);
-        if (g_round && enc_part && t.dtype == TSR_DTYPE_F32) {
-            if (!round_tensor(&t, &ts[k])) {
-                ok = 0;
-                break;
-            }
-        } else if (resh && resh(name, shape, t.ndim)) {
-            if (tsr_tensor_alloc(&ts[k], t.dtype, t.ndim, shape, &err)) {
-                ok = 0;
-                break;
-            }
-            size_t a = tsr_tensor_nbytes(&ts[k]), b = tsr_tensor_nbytes(&t);
-            memcpy(ts[k].data, t.data, a < b ? a : b);
-        } else {
-            ts[k] = t;
-            ts[k].owner = 0;
-        }
-        names[k] = strdup(nn);
-        ok = names[k] != NULL;
-        k++;
-    }
-    snprintf(to, sizeof to, "%s/model.safetensors", dir);
-    if (ok)
-        ok = tsr_safetensors_write_file(to, k, (const char *const *)names, ts, 0, NULL, NULL,
-                                        &err) == TSR_OK;
-    for (int64_t i = 0; names && ts && i < k; i++) {
-        free(names[i]);
-        tsr_tensor_free(&ts[i]);
-    }
-    free(names);
-    free(ts);
-    tsr_safetensors_close(st);
-    return ok;
+    variant_edit v = {ren, resh};
+    return tsr_test_write_checkpoint(tsr_test_fixture("models/mllama/model"), dir, SIDE_FILES,
+                                     sizeof SIDE_FILES / sizeof SIDE_FILES[0], edit_variant, &v);
 }
 
 static void remove_variant(const char *dir) {
-    char p[1024];
-    for (size_t i = 0; i < sizeof SIDE_FILES / sizeof SIDE_FILES[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, SIDE_FILES[i]);
-        unlink(p);
-    }
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    unlink(p);
-    rmdir(dir);
+    tsr_test_remove_checkpoint(dir, SIDE_FILES, sizeof SIDE_FILES / sizeof SIDE_FILES[0]);
 }
 
 /* transformers 5 names: model.vision_model.*, model.multi_modal_projector.*,

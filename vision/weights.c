@@ -126,12 +126,13 @@ static void shape_str(char *buf, size_t cap, int32_t ndim, const int64_t *shape)
 }
 
 /* The stored tensor of canonical `name`, marked taken. */
-static tsr_status get(tsr__weights *w, const char *name, tsr_tensor *t, const char **file,
-                      tsr_error *err) {
+static tsr_status weights_get(tsr__weights *w, const char *name, tsr_tensor *t,
+                              const char **file, tsr_error *err) {
     tsr_status s = build(w, err);
     if (s) return s;
     wentry *e = find(w, name);
-    if (!e) return TSR_FAIL(err, TSR_ERR_FORMAT, "tensor '%s' is missing from the checkpoint", name);
+    if (!e)
+        return TSR_FAIL(err, TSR_ERR_FORMAT, "tensor '%s' is missing from the checkpoint", name);
     if (e->taken) return TSR_FAIL(err, TSR_ERR_FORMAT, "tensor '%s' is used twice", name);
     tsr_error local = {0};
     *file = w->names ? w->names[e->file] : "model.safetensors";
@@ -148,7 +149,7 @@ tsr_status tsr__weights_mat(tsr__weights *w, const char *name, int64_t rows, int
                             tsr__wmat *out, tsr_error *err) {
     tsr_tensor t;
     const char *file = NULL;
-    tsr_status s = get(w, name, &t, &file, err);
+    tsr_status s = weights_get(w, name, &t, &file, err);
     if (s) return s;
     int64_t rest = 1;
     for (int32_t i = 1; i < t.ndim; i++) rest *= t.shape[i];
@@ -168,7 +169,7 @@ tsr_status tsr__weights_f32(tsr__weights *w, const char *name, int32_t ndim,
                             const int64_t *shape, const float **out, tsr_error *err) {
     tsr_tensor t;
     const char *file = NULL;
-    tsr_status s = get(w, name, &t, &file, err);
+    tsr_status s = weights_get(w, name, &t, &file, err);
     if (s) return s;
     int ok = t.ndim == ndim;
     for (int32_t i = 0; ok && i < ndim; i++) ok = t.shape[i] == shape[i];
