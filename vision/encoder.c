@@ -59,7 +59,8 @@ tsr_status tsr__encoded_by_token(tsr_tensor_list *out, const int64_t *ids, int64
         }
     if (embeds->ndim != 2 || embeds->shape[0] != count)
         return TSR_FAIL(err, TSR_ERR_SHAPE, "the encoder gives %lld rows for %lld image / audio "
-                        "tokens (id %lld) in input_ids", (long long)(embeds->ndim ? embeds->shape[0] : 0),
+                        "tokens (id %lld) in input_ids",
+                        (long long)(embeds->ndim ? embeds->shape[0] : 0),
                         (long long)count, (long long)token_id);
     tsr_tensor spans;
     int64_t shp[2] = {runs, 2};

@@ -394,7 +394,8 @@ tsr_status tsr__vit_block_run(tsr__pool *p, const tsr__vit_block *b, float *x, i
         return TSR_FAIL(err, TSR_ERR_LIMIT, "encoder block of %lld tokens is too large",
                         (long long)T);
     float *buf = o && o->scratch ? o->scratch : tsr__malloc((need ? need : 1) * sizeof *buf);
-    if (!buf) return TSR_FAIL(err, TSR_ERR_OOM, "encoder block scratch (%lld tokens)", (long long)T);
+    if (!buf)
+        return TSR_FAIL(err, TSR_ERR_OOM, "encoder block scratch (%lld tokens)", (long long)T);
     block_run r = {.b = b, .o = o, .x = x, .T = T, .A = (int64_t)b->n_heads * b->head_dim,
                    .F = b->fc1.n_out};
     r.a = buf;

@@ -222,8 +222,8 @@ tsr_status tsr_prompt_input_from(tsr_prompt *p, int64_t from, tsr_decode_input *
             p->cross_mask_from = *cm;
             p->cross_mask_from.owner = 0;
             p->cross_mask_from.shape[d] = p->n_ids - from;
-            p->cross_mask_from.data = (uint8_t *)cm->data +
-                                      (size_t)from * (size_t)cm->strides[d] * tsr_dtype_size(cm->dtype);
+            size_t skip = (size_t)from * (size_t)cm->strides[d] * tsr_dtype_size(cm->dtype);
+            p->cross_mask_from.data = (uint8_t *)cm->data + skip;
             out->cross_mask = &p->cross_mask_from;
         }
     }
