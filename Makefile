@@ -28,14 +28,19 @@ test-asan: deps
 test: test-release test-asan
 
 # The sample media, then the tiny random-weight Qwen2-VL model in assets/ describing the image
-# (streamed, then once more as JSON with token counts and timings). Its weights are random:
-# the text is arbitrary; the demo shows the whole path runs.
+# (streamed, then once more as JSON with token counts and timings), then the audio path: the
+# tiny MiniCPM-o test model on the sample image and speech (a raw prompt with its
+# placeholders: the official template is not shipped). The weights are random: the text is
+# arbitrary; the demo shows the whole path runs.
 DEMO_RUN = ./$(BUILD)/tessera run --model assets/qwen2-vl-tiny --image assets/sample.jpg \
 	-p "Describe this image." --max-tokens 16
 demo: build
 	./$(BUILD)/tessera info assets/sample.*
 	$(DEMO_RUN)
 	$(DEMO_RUN) --json
+	./$(BUILD)/tessera run --model tests/fixtures/models/minicpmo/model --no-template \
+	  --image assets/sample.png --audio assets/sample.wav --max-tokens 16 \
+	  -p "(<image>./</image>)(<audio>./</audio>)What is in the picture and the clip?"
 
 # Longer fuzzing: make fuzz FUZZER=fuzz_image SECONDS=600
 FUZZER  ?= fuzz_image
