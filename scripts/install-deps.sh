@@ -3,7 +3,7 @@
 set -e
 PKGS="cmake make gcc g++ clang pkg-config libpng-dev libjpeg62-turbo-dev libsndfile1-dev \
 libsoxr-dev libfftw3-dev libcjson-dev libpcre2-dev libutf8proc-dev libopenblas-dev \
-libmicrohttpd-dev curl"
+libmicrohttpd-dev libcurl4-openssl-dev curl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

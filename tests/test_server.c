@@ -1187,6 +1187,140 @@ static void serve_media_model(const char *dir, const char *name) {
     CHECK_MSG(stop_server(&s) == 0, "%s: server did not exit 0", name);
 }
 
+/* A loopback image host for the remote-image cases, in a child process: /img.png (the PNG),
+ * /redirect (302 to /img.png), /loop (302 to itself), /big (more bytes than the server's
+ * --max-media-bytes), anything else 404. Returns the child's pid and sets *port. */
+static pid_t image_host(const uint8_t *png, size_t png_len, int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 16) ||
+        getsockname(fd, (struct sockaddr *)&a, &al)) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    pid_t pid = fork();
+    if (pid != 0) {
+        close(fd);
+        return pid;
+    }
+    static char big[200000];
+    for (;;) {
+        int c = accept(fd, NULL, NULL);
+        if (c < 0) continue;
+        char req[2048];
+        ssize_t n = recv(c, req, sizeof req - 1, 0);
+        req[n > 0 ? n : 0] = 0;
+        char head[256];
+        const void *body = NULL;
+        size_t len = 0;
+        if (!strncmp(req, "GET /img.png ", 13)) {
+            body = png;
+            len = png_len;
+            snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n");
+        } else if (!strncmp(req, "GET /redirect ", 14)) {
+            snprintf(head, sizeof head, "HTTP/1.1 302 Found\r\nLocation: /img.png\r\n");
+        } else if (!strncmp(req, "GET /loop ", 10)) {
+            snprintf(head, sizeof head, "HTTP/1.1 302 Found\r\nLocation: /loop\r\n");
+        } else if (!strncmp(req, "GET /big ", 9)) {
+            body = big;
+            len = sizeof big;
+            snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\n");
+        } else {
+            snprintf(head, sizeof head, "HTTP/1.1 404 Not Found\r\n");
+        }
+        char h2[384];
+        int hl = snprintf(h2, sizeof h2, "%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                          head, len);
+        if (send(c, h2, (size_t)hl, MSG_NOSIGNAL) == hl && len)
+            (void)send(c, body, len, MSG_NOSIGNAL);
+        close(c);
+    }
+}
+
+static char *url_request(const char *url) {
+    sbuf b = {0};
+    sb_add(&b, "{\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":["
+               "{\"type\":\"image_url\",\"image_url\":{\"url\":\"");
+    sb_add(&b, url);
+    sb_add(&b, "\"}},{\"type\":\"text\",\"text\":\"What is this?\"}]}]}");
+    return b.s;
+}
+
+/* http(s) image URLs: refused unless --allow-remote-images names the host; private addresses
+ * refused unless --allow-private-hosts; redirects followed and checked; the size cap. */
+static void test_remote_images(void) {
+    if (!g_have_curl) { tsr_test_skip("curl missing"); return; }
+    size_t png_len = 0;
+    uint8_t *png = tsr_test_read(tsr_test_fixture("pipeline/media/rgb_64x48.png"), &png_len);
+    int hport = 0;
+    pid_t host = png ? image_host(png, png_len, &hport) : -1;
+    CHECK(host > 0);
+    if (host <= 0) {
+        free(png);
+        return;
+    }
+    char url[128];
+    const char *model = tsr_test_fixture("../../assets/qwen2-vl-tiny");
+    struct {
+        const char *path, *host, *code;
+        int status;
+    } cases[] = {{"/img.png", "127.0.0.1", NULL, 200},
+                 {"/redirect", "127.0.0.1", NULL, 200},
+                 {"/loop", "127.0.0.1", "remote_url_failed", 400},
+                 {"/big", "127.0.0.1", "media_too_large", 400},
+                 {"/missing", "127.0.0.1", "remote_url_failed", 400},
+                 {"/img.png", "localhost", "remote_url_not_allowed", 400}};
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/img.png", hport);
+    char *body = url_request(url);
+    http_res r;
+    server_proc s;
+    /* Without the flag: refused, saying how to enable it; with it: loopback still refused. */
+    const char *plain[] = {"--model", model, NULL};
+    const char *strict[] = {"--model", model, "--allow-remote-images", "127.0.0.1", NULL};
+    const char *const *setups[2] = {plain, strict};
+    for (int k = 0; k < 2; k++) {
+        if (start_server(&s, setups[k], 1)) {
+            CHECK_MSG(0, "the remote-image server did not start");
+            continue;
+        }
+        r = post(&s, body);
+        check_error(k ? "loopback refused" : "remote disabled", &r, 400,
+                    "messages[0].content[0].image_url.url",
+                    k ? "remote_url_private" : "remote_url_disabled");
+        if (!k) CHECK(strstr(r.body, "--allow-remote-images") != NULL);
+        http_free(&r);
+        CHECK(stop_server(&s) == 0);
+    }
+    free(body);
+    const char *open_args[] = {"--model", model, "--allow-remote-images", "127.0.0.1",
+                               "--allow-private-hosts", "--max-media-bytes", "65536", NULL};
+    if (!start_server(&s, open_args, 1)) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            snprintf(url, sizeof url, "http://%s:%d%s", cases[i].host, hport, cases[i].path);
+            body = url_request(url);
+            r = post(&s, body);
+            if (cases[i].status == 200)
+                check_completion(url, &r, 4, NULL);
+            else
+                check_error(url, &r, cases[i].status, "messages[0].content[0].image_url.url",
+                            cases[i].code);
+            printf("  %s: %d\n", url, r.status);
+            http_free(&r);
+            free(body);
+        }
+        CHECK(stop_server(&s) == 0);
+    } else {
+        CHECK_MSG(0, "the remote-image server did not start");
+    }
+    kill(host, SIGKILL);
+    waitpid(host, NULL, 0);
+    free(png);
+}
+
 static void test_multimodal(void) {
     if (!g_have_curl) { tsr_test_skip("curl missing"); return; }
     serve_media_model(tsr_test_fixture("../../assets/qwen2-vl-tiny"), "qwen2-vl-tiny");
@@ -1231,6 +1365,7 @@ int main(void) {
     tsr_test_run("model loading", test_loading);
     tsr_test_run("startup refusals", test_startup_refusals);
     tsr_test_run("multimodal models", test_multimodal);
+    tsr_test_run("remote images", test_remote_images);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);

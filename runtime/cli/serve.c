@@ -42,6 +42,8 @@ typedef struct srv_opts {
     size_t max_images;
     size_t max_audio;
     uint64_t max_media_bytes;
+    const char *remote_hosts; /* --allow-remote-images, or NULL */
+    int remote_private;       /* --allow-private-hosts */
 } srv_opts;
 
 /* ---- metrics ------------------------------------------------------------------------- */
@@ -851,6 +853,7 @@ static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, co
     pp.max_images = sv->o.max_images;
     pp.max_audio = sv->o.max_audio;
     pp.media.max_encoded_bytes = sv->o.max_media_bytes;
+    pp.remote_images = sv->o.remote_hosts != NULL;
     tsr_srv_error e;
     if (tsr_srv_request_parse(cx->body, cx->len, &pp, &j->req, &e)) {
         job_unref(j);
@@ -858,7 +861,19 @@ static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, co
     }
     body_release(cx);
 
-    /* Media decoding and preprocessing happen here, before the request takes a slot. */
+    /* Remote images, media decoding and preprocessing happen here, before the request takes
+     * a slot. */
+    tsr_srv_fetch_params fp = {sv->o.remote_hosts, (size_t)sv->o.max_media_bytes, 10000,
+                               sv->o.remote_private};
+    if (fp.timeout_ms > 0 && sv->o.timeout_s > 0 && sv->o.timeout_s * 1000 < fp.timeout_ms)
+        fp.timeout_ms = (long)(sv->o.timeout_s * 1000) + 1;
+    for (size_t i = 0; i < j->req.n_media; i++) {
+        tsr_srv_media *m = &j->req.media[i];
+        if (m->url && tsr_srv_fetch(m->url, &fp, &m->data, &m->len, m->param, &e)) {
+            job_unref(j);
+            return send_error(sv, c, &e, NULL);
+        }
+    }
     tsr_media *media = calloc(j->req.n_media ? j->req.n_media : 1, sizeof *media);
     if (!media) {
         job_unref(j);
@@ -912,7 +927,10 @@ static enum MHD_Result chat_completions(server *sv, struct MHD_Connection *c, co
         }
         j->req.stop[i] = j->stop[i];
     }
-    for (size_t i = 0; i < j->req.n_media; i++) free(j->req.media[i].data);
+    for (size_t i = 0; i < j->req.n_media; i++) {
+        free(j->req.media[i].data);
+        free(j->req.media[i].url);
+    }
     free(j->req.media);
     free(j->req.parts);
     free(j->req.messages);
@@ -1272,6 +1290,7 @@ static void serve_usage(FILE *f) {
             "                     [--queue N] [--timeout S] [--grace S] [--ctx N] [--threads N]\n"
             "                     [--api-key KEY] [--alias NAME] [--max-body BYTES]\n"
             "                     [--max-images N] [--max-media-bytes BYTES]\n"
+            "                     [--allow-remote-images HOST[,HOST...]] [--allow-private-hosts]\n"
             "  --port N         0 picks a free port (printed on stderr)\n"
             "  --parallel N     generation slots, each with its own KV cache (default 1)\n"
             "  --queue N        requests that may wait for a slot; 503 beyond (default 64)\n"
@@ -1282,6 +1301,9 @@ static void serve_usage(FILE *f) {
             "  --max-body BYTES request body limit, 413 beyond (default 52428800)\n"
             "  --max-images N   images per request (default 16)\n"
             "  --max-media-bytes BYTES  encoded size of one image or audio clip (default 20971520)\n"
+            "  --allow-remote-images HOSTS  fetch http(s) image URLs from these hosts (comma-\n"
+            "                   separated; private and loopback addresses stay refused)\n"
+            "  --allow-private-hosts  let those hosts resolve to private / loopback addresses\n"
             "see docs/server.md\n");
 }
 
@@ -1408,6 +1430,10 @@ int tsr_cli_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-images") && has && parse_long(argv[i + 1], 0, 4096, &v) &&
                  v == (int)v)
             o.max_images = (size_t)v, i++;
+        else if (!strcmp(a, "--allow-remote-images") && has && *argv[i + 1])
+            o.remote_hosts = argv[++i];
+        else if (!strcmp(a, "--allow-private-hosts"))
+            o.remote_private = 1;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             serve_usage(stdout);
             return 0;

@@ -32,8 +32,9 @@ int tsr_srv_http_status(tsr_status st);
 /* One decoded media item of a request, in prompt order. */
 typedef struct tsr_srv_media {
     tsr_media_kind kind;
-    uint8_t *data; /* the base64-decoded bytes (owned) */
+    uint8_t *data; /* the base64-decoded bytes (owned); NULL for a remote image until fetched */
     size_t len;
+    char *url;     /* a remote image URL to fetch (owned), or NULL */
     char param[192]; /* where it came from: "messages[1].content[2].image_url.url" */
 } tsr_srv_media;
 
@@ -45,6 +46,7 @@ typedef struct tsr_srv_parse_params {
     size_t max_audio;     /* per request; default 8 */
     size_t max_messages;  /* default 1024 */
     int32_t max_depth;    /* JSON nesting; default 64 */
+    int remote_images;    /* non-zero: http(s) image URLs are kept for tsr_srv_fetch */
 } tsr_srv_parse_params;
 
 tsr_srv_parse_params tsr_srv_parse_params_default(void);
@@ -82,6 +84,21 @@ int tsr_srv_base64_decode(const char *in, size_t len, size_t max_out, uint8_t **
 
 /* 1 when s[0..len) is valid UTF-8 (no overlong forms, surrogates or values past U+10FFFF). */
 int tsr_srv_utf8_valid(const char *s, size_t len);
+
+/* Remote images (--allow-remote-images). */
+typedef struct tsr_srv_fetch_params {
+    const char *hosts;  /* comma-separated host names that may be fetched from */
+    size_t max_bytes;   /* size cap while reading */
+    long timeout_ms;    /* connect and transfer */
+    int allow_private;  /* non-zero: private / loopback addresses too (--allow-private-hosts) */
+} tsr_srv_fetch_params;
+
+/* GETs an image URL: http(s), a host of fp->hosts, not a private address (the address checked
+ * is the one connected to), up to 5 redirects each checked again, at most fp->max_bytes.
+ * Returns 0 with *data (malloc'd) and *len, or the HTTP status of *err (param names the
+ * part). */
+int tsr_srv_fetch(const char *url, const tsr_srv_fetch_params *fp, uint8_t **data, size_t *len,
+                  const char *param, tsr_srv_error *err);
 
 int tsr_cli_serve(int argc, char **argv);
 

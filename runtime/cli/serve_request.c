@@ -272,6 +272,19 @@ static int add_media(tsr_srv_request *r, size_t cap, tsr_media_kind kind, const 
     return 0;
 }
 
+/* A remote image, fetched by the server before preprocessing. */
+static int add_remote(tsr_srv_request *r, size_t cap, const char *url, const char *param,
+                      tsr_srv_error *err) {
+    char *u = strdup(url);
+    if (!u) return tsr_srv_error_set(err, 500, "out_of_memory", param, "out of memory");
+    if (media_push(r, cap, TSR_MEDIA_IMAGE, NULL, 0, param)) {
+        free(u);
+        return tsr_srv_error_set(err, 500, "internal", param, "media table full");
+    }
+    r->media[r->n_media - 1].url = u;
+    return 0;
+}
+
 static int parse_image_part(tsr_srv_request *r, size_t cap, const cJSON *part, const char *at,
                             const tsr_srv_parse_params *pp, tsr_srv_error *err, const char **url) {
     char param[192];
@@ -301,12 +314,18 @@ static int parse_image_part(tsr_srv_request *r, size_t cap, const cJSON *part, c
                                  "%s must be an object {\"url\": ...} or a string", param);
     }
     *url = u;
-    if (!strncasecmp(u, "http://", 7) || !strncasecmp(u, "https://", 8))
-        return tsr_srv_error_set(err, 400, "remote_url_disabled", param,
-                                 "%s: remote image URLs are disabled: tessera serve does not "
-                                 "fetch URLs and no option enables it; send the image inline as a "
-                                 "data:image/png;base64,... or data:image/jpeg;base64,... URI",
-                                 param);
+    if (!strncasecmp(u, "http://", 7) || !strncasecmp(u, "https://", 8)) {
+        if (!pp->remote_images)
+            return tsr_srv_error_set(err, 400, "remote_url_disabled", param,
+                                     "%s: remote image URLs are disabled; start the server with "
+                                     "--allow-remote-images HOST[,HOST...] to fetch from those "
+                                     "hosts, or send the image inline as a "
+                                     "data:image/png;base64,... URI", param);
+        if (!(pp->media_kinds & (1u << TSR_MEDIA_IMAGE)))
+            return tsr_srv_error_set(err, 400, "unsupported_media", at,
+                                     "%s: this model takes no images", at);
+        return add_remote(r, cap, u, param, err);
+    }
     if (strncasecmp(u, "data:", 5))
         return tsr_srv_error_set(err, 400, "invalid_image_url", param,
                                  "%s must be a data:image/...;base64,... URI", param);
@@ -624,7 +643,10 @@ int tsr_srv_request_parse(const char *body, size_t len, const tsr_srv_parse_para
 
 void tsr_srv_request_free(tsr_srv_request *r) {
     if (!r) return;
-    for (size_t i = 0; i < r->n_media; i++) free(r->media[i].data);
+    for (size_t i = 0; i < r->n_media; i++) {
+        free(r->media[i].data);
+        free(r->media[i].url);
+    }
     free(r->media);
     free(r->parts);
     free(r->messages);
