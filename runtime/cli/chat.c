@@ -64,21 +64,10 @@ static tsr_status turn(tsr_chat *c, const char *text, pending *p, size_t n_pendi
             media[n].kind = kind;
             media[n].data = p[i].data;
             media[n].len = p[i].len;
-            parts[n].type = pass == 0 ? TSR_CHAT_PART_IMAGE : TSR_CHAT_PART_AUDIO;
-            parts[n].text = NULL;
-            parts[n].format = NULL;
             n++;
         }
     }
-    tsr_chat_message user = {"user", text, NULL, 0};
-    if (n) {
-        parts[n].type = TSR_CHAT_PART_TEXT;
-        parts[n].text = text;
-        parts[n].format = NULL;
-        user.content = NULL;
-        user.parts = parts;
-        user.n_parts = n + 1;
-    }
+    tsr_chat_message user = tsr_cli_user_message(text, media, n, parts);
     tsr_status st = tsr_chat_add(c, &user, media, n, err);
     if (st) return st;
     tsr_usage u;

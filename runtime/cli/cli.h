@@ -44,6 +44,11 @@ tsr_status tsr_cli_read_media(const tsr_model *model, const char *path, tsr_medi
 /* tsr_model_load with a progress line on stderr when it is a terminal. */
 tsr_status tsr_cli_load_model(const char *dir, tsr_model **model, tsr_error *err);
 
+/* The user message of run / chat: one IMAGE / AUDIO part per media item, in their order, then
+ * the text (plain content when there is no media). parts holds n_media + 1 entries. */
+tsr_chat_message tsr_cli_user_message(const char *text, const tsr_media *media, size_t n_media,
+                                      tsr_chat_part *parts);
+
 /* Exit code of a failed call: 2 for INVALID_ARG (a usage error), else 1. */
 int tsr_cli_exit_code(tsr_status st);
 

@@ -110,24 +110,7 @@ static tsr_status run_chat(const tsr_model *model, const tsr_session_params *sp,
                            tsr_usage *usage, tsr_error *err) {
     tsr_chat *c = NULL;
     tsr_chat_part parts[MAX_MEDIA + 1];
-    size_t n = 0;
-    for (size_t i = 0; i < n_media; i++) {
-        parts[n].type = media[i].kind == TSR_MEDIA_IMAGE ? TSR_CHAT_PART_IMAGE
-                                                         : TSR_CHAT_PART_AUDIO;
-        parts[n].text = NULL;
-        parts[n].format = NULL;
-        n++;
-    }
-    tsr_chat_message user = {"user", text, NULL, 0};
-    if (n_media) {
-        parts[n].type = TSR_CHAT_PART_TEXT;
-        parts[n].text = text;
-        parts[n].format = NULL;
-        n++;
-        user.content = NULL;
-        user.parts = parts;
-        user.n_parts = n;
-    }
+    tsr_chat_message user = tsr_cli_user_message(text, media, n_media, parts);
     tsr_status st = tsr_chat_new(model, sp, &c, err);
     if (!st && system) {
         tsr_chat_message sys = {"system", system, NULL, 0};

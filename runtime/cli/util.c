@@ -219,3 +219,18 @@ tsr_status tsr_cli_load_model(const char *dir, tsr_model **model, tsr_error *err
     if (tty) fprintf(stderr, "\r%-73s\r", "");
     return st;
 }
+
+tsr_chat_message tsr_cli_user_message(const char *text, const tsr_media *media, size_t n_media,
+                                      tsr_chat_part *parts) {
+    tsr_chat_message user = {"user", text, NULL, 0};
+    if (!n_media) return user;
+    for (size_t i = 0; i < n_media; i++)
+        parts[i] = (tsr_chat_part){media[i].kind == TSR_MEDIA_IMAGE ? TSR_CHAT_PART_IMAGE
+                                                                   : TSR_CHAT_PART_AUDIO,
+                                   NULL, NULL};
+    parts[n_media] = (tsr_chat_part){TSR_CHAT_PART_TEXT, text, NULL};
+    user.content = NULL;
+    user.parts = parts;
+    user.n_parts = n_media + 1;
+    return user;
+}
