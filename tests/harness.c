@@ -365,3 +365,25 @@ void tsr_test_remove_checkpoint(const char *dir, const char *const *files, size_
     unlink(p);
     rmdir(dir);
 }
+
+int tsr_test_check_greedy(const char *ctx, tsr_session *s, const tsr_decode_input *in,
+                          const tsr_tensor *want) {
+    CHECK_MSG(want && want->dtype == TSR_DTYPE_I32 && want->ndim == 1,
+              "%s: no reference greedy ids", ctx);
+    if (!want || want->dtype != TSR_DTYPE_I32 || want->ndim != 1) return 0;
+    tsr_session_reset(s);
+    tsr_generate_params gp = tsr_generate_params_default();
+    gp.sampling.temperature = 0.0f;
+    gp.max_tokens = want->shape[0];
+    gp.ignore_eos = 1;
+    tsr_token_ids ids = {0};
+    tsr_error err = {0};
+    tsr_status st = tsr_session_generate(s, in, &gp, &ids, NULL, &err);
+    CHECK_MSG(st == TSR_OK, "%s: generate: %s: %s", ctx, tsr_status_name(st), err.message);
+    int same = !st && ids.n == (size_t)want->shape[0];
+    const int32_t *w = want->data;
+    for (size_t i = 0; same && i < ids.n; i++) same = ids.ids[i] == w[i];
+    CHECK_MSG(st || same, "%s: greedy ids differ (%zu generated)", ctx, ids.n);
+    tsr_token_ids_free(&ids);
+    return same;
+}

@@ -104,6 +104,12 @@ tsr_tensor_list *tsr_test_list_replace(const tsr_tensor_list *list, const char *
 tsr_tensor_list *tsr_test_list_reshape(const tsr_tensor_list *list, const char *name,
                                        int32_t ndim, const int64_t *shape, int64_t fill);
 
+/* Greedy generation from in on session s (reset first), EOS ignored, as many ids as want
+ * (I32 [n]) holds: they must be identical (a failed check naming ctx otherwise; want NULL
+ * fails too). Returns 1 when identical. */
+int tsr_test_check_greedy(const char *ctx, tsr_session *s, const tsr_decode_input *in,
+                          const tsr_tensor *want);
+
 /* tsr_prompt_new(model, s, in) must fail with `want`, give no prompt, and name every string
  * of needles (up to the first NULL) in its message, which is printed. in NULL counts as a
  * failed check. */

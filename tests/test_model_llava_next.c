@@ -146,21 +146,10 @@ static void check_case(tsr_model *model, tsr_session *s, const cJSON *c, const c
     }
     free(logits);
 
-    const tsr_tensor *want_g = expected(name, "greedy", &gv);
-    tsr_generate_params gp = tsr_generate_params_default();
-    gp.sampling.temperature = 0.0f;
-    gp.max_tokens = want_g ? want_g->shape[0] : 32;
-    gp.ignore_eos = 1;
-    tsr_token_ids ids = {0};
-    tsr_session_reset(s);
-    CHECK_OK(tsr_session_generate(s, tsr_prompt_input(p), &gp, &ids, NULL, &err), &err);
-    int same = want_g && ids.n == (size_t)want_g->shape[0];
-    for (size_t i = 0; same && i < ids.n; i++) same = ids.ids[i] == ((const int32_t *)want_g->data)[i];
-    CHECK_MSG(same, "%s: greedy ids differ (%zu ids)", name, ids.n);
+    int same = tsr_test_check_greedy(name, s, tsr_prompt_input(p), expected(name, "greedy", &gv));
     printf("  %s%s: %lld embedding rows max|d| %.3g, last logits max|d| %.3g, greedy %s\n",
            label, name, (long long)(got_e ? got_e->shape[0] : 0), d_emb, d_log,
            same ? "identical" : "DIFFERENT");
-    tsr_token_ids_free(&ids);
     tsr_prompt_free(p);
 }
 

@@ -19,7 +19,6 @@
 #include "harness.h"
 #include "tessera_internal.h"
 
-#define N_GREEDY 32
 #define MAX_MEDIA 8
 #define TOL 1e-4
 #define MODEL "models/minicpmo/model"
@@ -109,7 +108,6 @@ static void run_case(tsr_model *model, tsr_session *sess, const cJSON *c, maxes 
     snprintf(ctx, sizeof ctx, "minicpmo/%s", name);
     tsr_error err = {0};
     tsr_prompt *prompt = NULL;
-    tsr_token_ids gen = {0};
     float *logits = NULL;
     tsr_tensor w;
     tsr_tensor_list *out = process(model, c);
@@ -149,19 +147,8 @@ static void run_case(tsr_model *model, tsr_session *sess, const cJSON *c, maxes 
         d_log = tsr_test_compare_tensor(ctx, "logits", &got, &w, TOL);
         if (d_log > mx->logits) mx->logits = d_log;
     }
-    tsr_session_reset(sess);
-    tsr_generate_params gp = tsr_generate_params_default();
-    gp.sampling.temperature = 0;
-    gp.max_tokens = N_GREEDY;
-    gp.ignore_eos = 1;
-    st = tsr_session_generate(sess, tsr_prompt_input(prompt), &gp, &gen, NULL, &err);
-    CHECK_MSG(st == TSR_OK, "%s: generate: %s: %s", ctx, tsr_status_name(st), err.message);
-    int same = 0;
-    if (!st && want(g_exp, name, "greedy", &w)) {
-        same = gen.n == (size_t)w.shape[0];
-        for (size_t i = 0; same && i < gen.n; i++) same = gen.ids[i] == ((int32_t *)w.data)[i];
-        CHECK_MSG(same, "%s: greedy ids differ (%zu generated)", ctx, gen.n);
-    }
+    int same = tsr_test_check_greedy(ctx, sess, tsr_prompt_input(prompt),
+                                     want(g_exp, name, "greedy", &w) ? &w : NULL);
     printf("%s: %lld ids, embeds max abs diff %.3g, logits max abs diff %.3g, greedy %s, "
            "image %.1f ms, audio %.1f ms\n",
            ctx, (long long)tsr_prompt_input(prompt)->n_ids, d_emb, d_log,
@@ -169,7 +156,6 @@ static void run_case(tsr_model *model, tsr_session *sess, const cJSON *c, maxes 
            tsr_prompt_audio_ms(prompt));
 done:
     free(logits);
-    tsr_token_ids_free(&gen);
     tsr_prompt_free(prompt);
     tsr_tensor_list_free(out);
 }

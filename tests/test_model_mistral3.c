@@ -18,7 +18,6 @@
 #define DIR_REL "models/mistral3"
 #define MODEL_REL DIR_REL "/model"
 #define TOL 1e-4
-#define N_GREEDY 32
 #define MAX_MEDIA 8
 
 static tsr_model *g_model;
@@ -131,22 +130,10 @@ static void run_case(const cJSON *c) {
         }
     }
     free(logits);
-    tsr_session_reset(s);
-    tsr_generate_params gp = tsr_generate_params_default();
-    gp.sampling.temperature = 0.0f;
-    gp.max_tokens = N_GREEDY;
-    gp.ignore_eos = 1;
-    tsr_token_ids out = {0};
-    const tsr_tensor *want_greedy = expected(name, "greedy");
-    CHECK_OK(tsr_session_generate(s, tsr_prompt_input(p), &gp, &out, NULL, &err), &err);
-    int same = want_greedy && out.n == N_GREEDY;
-    for (size_t i = 0; same && i < out.n; i++)
-        same = out.ids[i] == ((const int32_t *)want_greedy->data)[i];
-    CHECK_MSG(same, "%s: greedy ids differ (%zu generated)", name, out.n);
+    int same = tsr_test_check_greedy(name, s, tsr_prompt_input(p), expected(name, "greedy"));
     printf("  %-26s ids %3lld  image rows %3lld  max|d| embeds %.2e  logits %.2e  greedy %s\n",
            name, (long long)tsr_prompt_input(p)->n_ids,
            (long long)(got_emb ? got_emb->shape[0] : 0), d_emb, d_log, same ? "same" : "DIFFER");
-    tsr_token_ids_free(&out);
     tsr_prompt_free(p);
     tsr_session_free(s);
 }

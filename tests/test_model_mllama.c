@@ -22,7 +22,6 @@
 #include "harness.h"
 #include "tessera_internal.h"
 
-#define N_GREEDY 32
 #define MAX_MEDIA 8
 #define TOL 1e-4
 
@@ -109,7 +108,6 @@ static void run_case(const char *label, tsr_model *model, tsr_session *sess, con
     snprintf(ctx, sizeof ctx, "%s/%s", label, name);
     tsr_error err = {0};
     tsr_prompt *prompt = NULL;
-    tsr_token_ids gen = {0};
     float *logits = NULL;
     tsr_tensor w;
     tsr_tensor_list *out = process(model, c);
@@ -146,19 +144,8 @@ static void run_case(const char *label, tsr_model *model, tsr_session *sess, con
     }
     const char *same_txt = "not run";
     if (greedy) {
-        tsr_session_reset(sess);
-        tsr_generate_params gp = tsr_generate_params_default();
-        gp.sampling.temperature = 0;
-        gp.max_tokens = N_GREEDY;
-        gp.ignore_eos = 1;
-        st = tsr_session_generate(sess, tsr_prompt_input(prompt), &gp, &gen, NULL, &err);
-        CHECK_MSG(st == TSR_OK, "%s: generate: %s: %s", ctx, tsr_status_name(st), err.message);
-        int same = 0;
-        if (!st && want(g_exp, name, "greedy", &w)) {
-            same = gen.n == (size_t)w.shape[0];
-            for (size_t i = 0; same && i < gen.n; i++) same = gen.ids[i] == ((int32_t *)w.data)[i];
-            CHECK_MSG(same, "%s: greedy ids differ (%zu generated)", ctx, gen.n);
-        }
+        int same = tsr_test_check_greedy(ctx, sess, tsr_prompt_input(prompt),
+                                         want(g_exp, name, "greedy", &w) ? &w : NULL);
         same_txt = same ? "identical" : "DIFFERENT";
     }
     printf("%s: %lld ids, cross_attention_states max abs diff %.3g, logits max abs diff %.3g, "
@@ -167,7 +154,6 @@ static void run_case(const char *label, tsr_model *model, tsr_session *sess, con
            tsr_prompt_image_ms(prompt));
 done:
     free(logits);
-    tsr_token_ids_free(&gen);
     tsr_prompt_free(prompt);
     tsr_tensor_list_free(out);
 }

@@ -20,7 +20,6 @@
 #include "harness.h"
 #include "tessera_internal.h"
 
-#define N_GREEDY 32
 #define MAX_MEDIA 8
 
 static const char *jstr(const cJSON *o, const char *key) {
@@ -87,7 +86,6 @@ static void run_case(const char *family, tsr_model *model, tsr_session *sess,
     tsr_error err = {0};
     tsr_tensor_list *out = NULL;
     tsr_prompt *prompt = NULL;
-    tsr_token_ids gen = {0};
     float *logits = NULL;
     if (!load_media(cJSON_GetObjectItem(c, "media"), &m)) {
         CHECK_MSG(0, "%s: media", ctx);
@@ -140,26 +138,14 @@ static void run_case(const char *family, tsr_model *model, tsr_session *sess,
         if (d_log > mx->logits) mx->logits = d_log;
     }
 
-    tsr_session_reset(sess);
-    tsr_generate_params gp = tsr_generate_params_default();
-    gp.sampling.temperature = 0;
-    gp.max_tokens = N_GREEDY;
-    gp.ignore_eos = 1;
-    st = tsr_session_generate(sess, tsr_prompt_input(prompt), &gp, &gen, NULL, &err);
-    CHECK_MSG(st == TSR_OK, "%s: generate: %s: %s", ctx, tsr_status_name(st), err.message);
-    int same = 0;
-    if (!st && want(exp, name, "greedy", &w)) {
-        same = gen.n == (size_t)w.shape[0];
-        for (size_t i = 0; same && i < gen.n; i++) same = gen.ids[i] == ((int32_t *)w.data)[i];
-        CHECK_MSG(same, "%s: greedy ids differ (%zu generated)", ctx, gen.n);
-    }
+    int same = tsr_test_check_greedy(ctx, sess, tsr_prompt_input(prompt),
+                                     want(exp, name, "greedy", &w) ? &w : NULL);
     printf("%s: %lld ids, embeds max abs diff %.3g, logits max abs diff %.3g, greedy %s, "
            "encoder %.1f ms\n",
            ctx, (long long)tsr_prompt_input(prompt)->n_ids, d_emb, d_log,
            same ? "identical" : "DIFFERENT", tsr_prompt_image_ms(prompt));
 done:
     free(logits);
-    tsr_token_ids_free(&gen);
     tsr_prompt_free(prompt);
     tsr_tensor_list_free(out);
     free_media(&m);
