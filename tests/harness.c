@@ -387,3 +387,47 @@ int tsr_test_check_greedy(const char *ctx, tsr_session *s, const tsr_decode_inpu
     tsr_token_ids_free(&ids);
     return same;
 }
+
+int tsr_test_media_load(const cJSON *list, tsr_test_media *m) {
+    memset(m, 0, sizeof *m);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list) {
+        const cJSON *kind = cJSON_IsObject(it) ? cJSON_GetObjectItem(it, "kind") : NULL;
+        const cJSON *file = cJSON_IsObject(it) ? cJSON_GetObjectItem(it, "file") : it;
+        if (m->n == TSR_TEST_MAX_MEDIA || !cJSON_IsString(file)) return 0;
+        char rel[512];
+        snprintf(rel, sizeof rel, "pipeline/media/%s", file->valuestring);
+        size_t len = 0;
+        uint8_t *b = tsr_test_read(tsr_test_fixture(rel), &len);
+        if (!b) return 0;
+        int audio = cJSON_IsString(kind) && !strcmp(kind->valuestring, "audio");
+        m->bytes[m->n] = b;
+        m->items[m->n] = (tsr_media){.kind = audio ? TSR_MEDIA_AUDIO : TSR_MEDIA_IMAGE,
+                                     .data = b, .len = len};
+        m->n++;
+    }
+    return 1;
+}
+
+void tsr_test_media_free(tsr_test_media *m) {
+    for (size_t i = 0; i < m->n; i++) free(m->bytes[i]);
+    m->n = 0;
+}
+
+tsr_status tsr_test_case_inputs(const tsr_model *model, const cJSON *c, tsr_tensor_list **out,
+                                tsr_error *err) {
+    *out = NULL;
+    const cJSON *prompt = cJSON_GetObjectItem(c, "prompt");
+    const cJSON *add = cJSON_GetObjectItem(c, "add_special_tokens");
+    tsr_test_media m;
+    tsr_status st = TSR_OK;
+    if (!tsr_test_media_load(cJSON_GetObjectItem(c, "media"), &m) || !cJSON_IsString(prompt)) {
+        snprintf(err->message, sizeof err->message, "a media file or the prompt is missing");
+        st = err->status = TSR_ERR_IO;
+    } else {
+        st = tsr_processor_run_prompt(tsr_model_processor(model), prompt->valuestring,
+                                      !add || cJSON_IsTrue(add), m.items, m.n, out, err);
+    }
+    tsr_test_media_free(&m);
+    return st;
+}

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <cjson/cJSON.h>
+
 #include "tessera.h"
 
 extern int tsr_test_failed_checks;
@@ -70,6 +72,24 @@ uint8_t *tsr_test_read(const char *path, size_t *len);
  * tsr_safetensors_open_memory; the buffer lives until tsr_test_close_safetensors. */
 tsr_status tsr_test_open_safetensors(const char *path, tsr_safetensors **out, tsr_error *err);
 void tsr_test_close_safetensors(tsr_safetensors *st);
+
+/* The media of a model-test case: files under pipeline/media, each a file name (an image) or
+ * {"kind": "image" | "audio", "file"}. */
+#define TSR_TEST_MAX_MEDIA 16
+typedef struct tsr_test_media {
+    uint8_t *bytes[TSR_TEST_MAX_MEDIA];
+    tsr_media items[TSR_TEST_MAX_MEDIA];
+    size_t n;
+} tsr_test_media;
+
+/* 1 on success; on failure m holds what was read (free it either way). */
+int tsr_test_media_load(const cJSON *list, tsr_test_media *m);
+void tsr_test_media_free(tsr_test_media *m);
+
+/* The model processor's output for a case: its "prompt" with "add_special_tokens" (true when
+ * absent) and its "media". The status of the run (IO when a media file cannot be read). */
+tsr_status tsr_test_case_inputs(const tsr_model *model, const cJSON *c, tsr_tensor_list **out,
+                                tsr_error *err);
 
 /* Writes the file `from` (read with tsr_test_read, so from.gz works) to `to`; 1 on success. */
 int tsr_test_copy_file(const char *from, const char *to);

@@ -40,51 +40,6 @@ static const tsr_tensor *expected(const char *name, const char *what, tsr_tensor
     return view;
 }
 
-/* Encoded media of a case (file names under pipeline/media). */
-typedef struct media_set {
-    tsr_media m[8];
-    uint8_t *data[8];
-    size_t n;
-} media_set;
-
-static int media_load(const cJSON *files, media_set *ms) {
-    memset(ms, 0, sizeof *ms);
-    const cJSON *f;
-    cJSON_ArrayForEach(f, files) {
-        char rel[256];
-        if (ms->n == 8 || !cJSON_IsString(f)) return 0;
-        snprintf(rel, sizeof rel, "pipeline/media/%s", f->valuestring);
-        size_t len = 0;
-        ms->data[ms->n] = tsr_test_read(tsr_test_fixture(rel), &len);
-        if (!ms->data[ms->n]) return 0;
-        ms->m[ms->n].kind = TSR_MEDIA_IMAGE;
-        ms->m[ms->n].data = ms->data[ms->n];
-        ms->m[ms->n].len = len;
-        ms->n++;
-    }
-    return 1;
-}
-
-static void media_free(media_set *ms) {
-    for (size_t i = 0; i < ms->n; i++) free(ms->data[i]);
-}
-
-/* Processor output of a case with the model's processor. */
-static tsr_status run_processor(const tsr_model *model, const cJSON *c, tsr_tensor_list **out,
-                                tsr_error *err) {
-    media_set ms;
-    const cJSON *prompt = cJSON_GetObjectItem(c, "prompt");
-    if (!media_load(cJSON_GetObjectItem(c, "media"), &ms) || !cJSON_IsString(prompt)) {
-        media_free(&ms);
-        snprintf(err->message, sizeof err->message, "a media file or the prompt is missing");
-        return err->status = TSR_ERR_IO;
-    }
-    tsr_status st = tsr_processor_run_prompt(tsr_model_processor(model), prompt->valuestring, 1,
-                                             ms.m, ms.n, out, err);
-    media_free(&ms);
-    return st;
-}
-
 static double max_abs(const float *a, const float *b, int64_t n) {
     double m = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -101,7 +56,7 @@ static void check_case(tsr_model *model, tsr_session *s, const cJSON *c, const c
     tsr_tensor_list *inputs = NULL;
     tsr_prompt *p = NULL;
     tsr_tensor ev, lv, gv, iv;
-    CHECK_OK(run_processor(model, c, &inputs, &err), &err);
+    CHECK_OK(tsr_test_case_inputs(model, c, &inputs, &err), &err);
     if (!inputs) return;
     const tsr_tensor *want_ids = expected(name, "input_ids", &iv);
     const tsr_tensor *got_ids = tsr_tensor_list_get(inputs, "input_ids");
@@ -345,7 +300,7 @@ static void check_variant(const char *tag, const char *swap_rel, const char *con
         tsr_prompt *p = NULL;
         tsr_tensor ev;
         CHECK(c != NULL);
-        if (c) CHECK_OK(run_processor(m, c, &in, &err), &err);
+        if (c) CHECK_OK(tsr_test_case_inputs(m, c, &in, &err), &err);
         if (in) CHECK_OK(tsr_prompt_new(m, i ? s : NULL, in, &p, &err), &err);
         const tsr_tensor *want = expected(names[i], key, &ev);
         CHECK(want != NULL);
@@ -409,7 +364,7 @@ static void test_full_strategy(void) {
     tsr_prompt *p = NULL;
     const cJSON *c = find_case("one_image");
     CHECK_OK(tsr_model_load(dir, NULL, &m, &err), &err);
-    if (m && c) CHECK_OK(run_processor(m, c, &in, &err), &err);
+    if (m && c) CHECK_OK(tsr_test_case_inputs(m, c, &in, &err), &err);
     if (in) {
         tsr_status st = tsr_prompt_new(m, NULL, in, &p, &err);
         CHECK_MSG(st == TSR_ERR_UNSUPPORTED && !p && strstr(err.message, "full"), "%s: %s",
@@ -455,7 +410,7 @@ static void test_one_image_layouts(void) {
     tsr_tensor_list *in = NULL;
     tsr_tensor ev;
     CHECK(c != NULL);
-    if (c) CHECK_OK(run_processor(g_model, c, &in, &err), &err);
+    if (c) CHECK_OK(tsr_test_case_inputs(g_model, c, &in, &err), &err);
     if (!in) return;
     const tsr_tensor *pv = tsr_tensor_list_get(in, "pixel_values");
     const tsr_tensor *sz = tsr_tensor_list_get(in, "image_sizes");
@@ -504,7 +459,7 @@ static void test_bad_inputs(void) {
     if (!two) return;
     tsr_error err = {0};
     tsr_tensor_list *in = NULL;
-    CHECK_OK(run_processor(g_model, two, &in, &err), &err);
+    CHECK_OK(tsr_test_case_inputs(g_model, two, &in, &err), &err);
     if (!in) return;
     const tsr_tensor *pv = tsr_tensor_list_get(in, "pixel_values");
     const tsr_tensor *sz = tsr_tensor_list_get(in, "image_sizes");
@@ -577,7 +532,7 @@ static void test_alloc_failures(void) {
     tsr_error err = {0};
     tsr_tensor_list *in = NULL;
     CHECK(c != NULL);
-    if (c) CHECK_OK(run_processor(g_model, c, &in, &err), &err);
+    if (c) CHECK_OK(tsr_test_case_inputs(g_model, c, &in, &err), &err);
     for (int with_session = 0; in && with_session < 2; with_session++) {
         int saw_ok = 0;
         for (long n = 1; n < 4000 && !saw_ok; n++) {

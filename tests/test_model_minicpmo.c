@@ -19,45 +19,12 @@
 #include "harness.h"
 #include "tessera_internal.h"
 
-#define MAX_MEDIA 8
 #define TOL 1e-4
 #define MODEL "models/minicpmo/model"
 
 static const char *jstr(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItem(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-typedef struct media_set {
-    uint8_t *bytes[MAX_MEDIA];
-    tsr_media items[MAX_MEDIA];
-    size_t n;
-} media_set;
-
-static void free_media(media_set *m) {
-    for (size_t i = 0; i < m->n; i++) free(m->bytes[i]);
-    m->n = 0;
-}
-
-/* media: [{"kind": "image" | "audio", "file"}] */
-static int load_media(const cJSON *list, media_set *m) {
-    memset(m, 0, sizeof *m);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, list) {
-        const char *kind = jstr(it, "kind"), *file = jstr(it, "file");
-        if (m->n == MAX_MEDIA || !kind || !file) return 0;
-        char rel[512];
-        snprintf(rel, sizeof rel, "pipeline/media/%s", file);
-        size_t len;
-        uint8_t *b = tsr_test_read(tsr_test_fixture(rel), &len);
-        if (!b) return 0;
-        m->bytes[m->n] = b;
-        m->items[m->n] = (tsr_media){
-            .kind = strcmp(kind, "audio") ? TSR_MEDIA_IMAGE : TSR_MEDIA_AUDIO, .data = b,
-            .len = len};
-        m->n++;
-    }
-    return 1;
 }
 
 static int want(const tsr_safetensors *st, const char *cs, const char *what, tsr_tensor *t) {
@@ -82,19 +49,11 @@ static const cJSON *find_case(const char *name) {
 
 /* The processor output of a case (NULL on failure, recorded). */
 static tsr_tensor_list *process(tsr_model *model, const cJSON *c) {
-    media_set m;
     tsr_tensor_list *out = NULL;
     tsr_error err = {0};
-    if (!load_media(cJSON_GetObjectItem(c, "media"), &m)) {
-        CHECK_MSG(0, "%s: media", jstr(c, "name"));
-        free_media(&m);
-        return NULL;
-    }
-    tsr_status st = tsr_processor_run_prompt(tsr_model_processor(model), jstr(c, "prompt"), 1,
-                                             m.items, m.n, &out, &err);
+    tsr_status st = tsr_test_case_inputs(model, c, &out, &err);
     CHECK_MSG(st == TSR_OK, "%s: processor: %s: %s", jstr(c, "name"), tsr_status_name(st),
               err.message);
-    free_media(&m);
     return out;
 }
 

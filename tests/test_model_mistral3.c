@@ -18,7 +18,6 @@
 #define DIR_REL "models/mistral3"
 #define MODEL_REL DIR_REL "/model"
 #define TOL 1e-4
-#define MAX_MEDIA 8
 
 static tsr_model *g_model;
 static tsr_safetensors *g_expected;
@@ -35,46 +34,11 @@ static const tsr_tensor *expected(const char *name, const char *what) {
     return &t;
 }
 
-typedef struct media_set {
-    tsr_media items[MAX_MEDIA];
-    uint8_t *bufs[MAX_MEDIA];
-    size_t n;
-} media_set;
-
-static void media_free(media_set *m) {
-    for (size_t i = 0; i < m->n; i++) free(m->bufs[i]);
-    m->n = 0;
-}
-
-static int media_load(const cJSON *list, media_set *m) {
-    memset(m, 0, sizeof *m);
-    const cJSON *f;
-    cJSON_ArrayForEach(f, list) {
-        char rel[256];
-        if (m->n == MAX_MEDIA || !cJSON_IsString(f)) return -1;
-        snprintf(rel, sizeof rel, "pipeline/media/%s", f->valuestring);
-        size_t len = 0;
-        m->bufs[m->n] = tsr_test_read(tsr_test_fixture(rel), &len);
-        if (!m->bufs[m->n]) return -1;
-        m->items[m->n] = (tsr_media){TSR_MEDIA_IMAGE, m->bufs[m->n], len, NULL, NULL};
-        m->n++;
-    }
-    return 0;
-}
-
 /* The processor output of a fixture case (NULL on failure, recorded). */
 static tsr_tensor_list *run_processor(const tsr_model *model, const cJSON *c) {
-    const char *prompt = cJSON_GetObjectItem(c, "prompt")->valuestring;
-    int add = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_special_tokens"));
-    media_set m;
     tsr_tensor_list *in = NULL;
     tsr_error err = {0};
-    CHECK(media_load(cJSON_GetObjectItem(c, "media"), &m) == 0);
-    const tsr_processor *proc = tsr_model_processor(model);
-    CHECK(proc != NULL);
-    if (proc)
-        CHECK_OK(tsr_processor_run_prompt(proc, prompt, add, m.items, m.n, &in, &err), &err);
-    media_free(&m);
+    CHECK_OK(tsr_test_case_inputs(model, c, &in, &err), &err);
     return in;
 }
 

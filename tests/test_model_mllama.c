@@ -22,40 +22,11 @@
 #include "harness.h"
 #include "tessera_internal.h"
 
-#define MAX_MEDIA 8
 #define TOL 1e-4
 
 static const char *jstr(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItem(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-typedef struct media_set {
-    uint8_t *bytes[MAX_MEDIA];
-    tsr_media items[MAX_MEDIA];
-    size_t n;
-} media_set;
-
-static void free_media(media_set *m) {
-    for (size_t i = 0; i < m->n; i++) free(m->bytes[i]);
-    m->n = 0;
-}
-
-static int load_media(const cJSON *files, media_set *m) {
-    memset(m, 0, sizeof *m);
-    const cJSON *f;
-    cJSON_ArrayForEach(f, files) {
-        if (m->n == MAX_MEDIA || !cJSON_IsString(f)) return 0;
-        char rel[512];
-        snprintf(rel, sizeof rel, "pipeline/media/%s", f->valuestring);
-        size_t len;
-        uint8_t *b = tsr_test_read(tsr_test_fixture(rel), &len);
-        if (!b) return 0;
-        m->bytes[m->n] = b;
-        m->items[m->n] = (tsr_media){.kind = TSR_MEDIA_IMAGE, .data = b, .len = len};
-        m->n++;
-    }
-    return 1;
 }
 
 static int want(const tsr_safetensors *st, const char *cs, const char *what, tsr_tensor *t) {
@@ -80,20 +51,11 @@ static const cJSON *find_case(const char *name) {
 
 /* The processor output of a case (NULL on failure, recorded). */
 static tsr_tensor_list *process(tsr_model *model, const cJSON *c) {
-    media_set m;
     tsr_tensor_list *out = NULL;
     tsr_error err = {0};
-    if (!load_media(cJSON_GetObjectItem(c, "media"), &m)) {
-        CHECK_MSG(0, "%s: media", jstr(c, "name"));
-        free_media(&m);
-        return NULL;
-    }
-    int add_special = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_special_tokens"));
-    tsr_status st = tsr_processor_run_prompt(tsr_model_processor(model), jstr(c, "prompt"),
-                                             add_special, m.items, m.n, &out, &err);
+    tsr_status st = tsr_test_case_inputs(model, c, &out, &err);
     CHECK_MSG(st == TSR_OK, "%s: processor: %s: %s", jstr(c, "name"), tsr_status_name(st),
               err.message);
-    free_media(&m);
     return out;
 }
 

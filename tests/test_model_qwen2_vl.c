@@ -20,7 +20,6 @@
 #include "harness.h"
 #include "tessera_internal.h"
 
-#define MAX_MEDIA 8
 
 static const char *jstr(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItem(o, key);
@@ -33,36 +32,6 @@ static cJSON *load_json(const char *path) {
     cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
     free(text);
     return j;
-}
-
-typedef struct media_set {
-    uint8_t *bytes[MAX_MEDIA];
-    tsr_media items[MAX_MEDIA];
-    size_t n;
-} media_set;
-
-static int load_media(const cJSON *files, media_set *m) {
-    memset(m, 0, sizeof *m);
-    const cJSON *f;
-    cJSON_ArrayForEach(f, files) {
-        if (m->n == MAX_MEDIA || !cJSON_IsString(f)) return 0;
-        char rel[512];
-        snprintf(rel, sizeof rel, "pipeline/media/%s", f->valuestring);
-        size_t len;
-        uint8_t *b = tsr_test_read(tsr_test_fixture(rel), &len);
-        if (!b) return 0;
-        m->bytes[m->n] = b;
-        m->items[m->n].kind = TSR_MEDIA_IMAGE;
-        m->items[m->n].data = b;
-        m->items[m->n].len = len;
-        m->n++;
-    }
-    return 1;
-}
-
-static void free_media(media_set *m) {
-    for (size_t i = 0; i < m->n; i++) free(m->bytes[i]);
-    m->n = 0;
 }
 
 /* A fixture tensor "<case>.<what>", or NULL. */
@@ -82,14 +51,14 @@ static void run_case(const char *family, tsr_model *model, tsr_session *sess,
     const char *name = jstr(c, "name");
     char ctx[128];
     snprintf(ctx, sizeof ctx, "%s/%s", family, name);
-    media_set m;
+    tsr_test_media m;
     tsr_error err = {0};
     tsr_tensor_list *out = NULL;
     tsr_prompt *prompt = NULL;
     float *logits = NULL;
-    if (!load_media(cJSON_GetObjectItem(c, "media"), &m)) {
+    if (!tsr_test_media_load(cJSON_GetObjectItem(c, "media"), &m)) {
         CHECK_MSG(0, "%s: media", ctx);
-        free_media(&m);
+        tsr_test_media_free(&m);
         return;
     }
     tsr_session_reset(sess);
@@ -148,7 +117,7 @@ done:
     free(logits);
     tsr_prompt_free(prompt);
     tsr_tensor_list_free(out);
-    free_media(&m);
+    tsr_test_media_free(&m);
 }
 
 static void run_family(const char *family) {
@@ -359,8 +328,8 @@ static tsr_tensor_list *encode_case(const char *dir, const cJSON *c, tsr_error *
     tsr_model *model = NULL;
     tsr_tensor_list *in = NULL, *out = NULL;
     tsr_prompt *p = NULL;
-    media_set m;
-    int ok = load_media(cJSON_GetObjectItem(c, "media"), &m);
+    tsr_test_media m;
+    int ok = tsr_test_media_load(cJSON_GetObjectItem(c, "media"), &m);
     if (ok && !tsr_model_load(dir, NULL, &model, err) &&
         !tsr_processor_run_prompt(tsr_model_processor(model), jstr(c, "prompt"), 1, m.items, m.n,
                                   &in, err) &&
@@ -375,7 +344,7 @@ static tsr_tensor_list *encode_case(const char *dir, const cJSON *c, tsr_error *
     tsr_prompt_free(p);
     tsr_tensor_list_free(in);
     tsr_model_free(model);
-    free_media(&m);
+    tsr_test_media_free(&m);
     return out;
 }
 
@@ -484,7 +453,7 @@ static void test_bad_inputs(void) {
     tsr_error err = {0};
     tsr_model *model = NULL;
     tsr_tensor_list *out = NULL, *bad = NULL;
-    media_set m = {0};
+    tsr_test_media m = {0};
     CHECK_OK(tsr_model_load(tsr_test_fixture("models/qwen2_5_vl/model"), NULL, &model, &err),
              &err);
     if (!model) return;
@@ -497,7 +466,7 @@ static void test_bad_inputs(void) {
     /* Two images of different token counts. */
     cJSON_AddItemToArray(files, cJSON_CreateString("rgb_64x48.png"));
     cJSON_AddItemToArray(files, cJSON_CreateString("rgb_97x61.png"));
-    CHECK(load_media(files, &m));
+    CHECK(tsr_test_media_load(files, &m));
     cJSON_Delete(files);
     const char *P = "<|vision_start|><|image_pad|><|vision_end|>a<|vision_start|><|image_pad|>"
                     "<|vision_end|>";
@@ -584,7 +553,7 @@ static void test_bad_inputs(void) {
     tsr_tensor_list_free(bad);
 done:
     tsr_tensor_list_free(out);
-    free_media(&m);
+    tsr_test_media_free(&m);
     tsr_model_free(model);
 }
 
@@ -597,11 +566,11 @@ static void alloc_walk(const char *family) {
     tsr_error err = {0};
     tsr_model *m = NULL;
     tsr_tensor_list *in = NULL;
-    media_set md = {0};
+    tsr_test_media md = {0};
     cJSON *files = cJSON_CreateArray();
     cJSON_AddItemToArray(files, cJSON_CreateString("rgb_64x48.png"));
     cJSON_AddItemToArray(files, cJSON_CreateString("large_160x120.png"));
-    CHECK(load_media(files, &md));
+    CHECK(tsr_test_media_load(files, &md));
     cJSON_Delete(files);
     CHECK_OK(tsr_model_load(tsr_test_fixture(rel), NULL, &m, &err), &err);
     if (m)
@@ -625,7 +594,7 @@ static void alloc_walk(const char *family) {
     CHECK(saw_ok);
     tsr_tensor_list_free(in);
     tsr_model_free(m);
-    free_media(&md);
+    tsr_test_media_free(&md);
 }
 
 static void test_alloc_failures(void) {
