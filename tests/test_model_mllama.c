@@ -372,6 +372,14 @@ static void test_bad_inputs(void) {
         tsr_model_free(m);
         return;
     }
+    const tsr_tensor *cm = tsr_tensor_list_get(in, "cross_attention_mask");
+    CHECK(cm && cm->ndim == 4);
+    if (cm && cm->ndim == 4) {
+        int64_t short_rows[4] = {cm->shape[0], cm->shape[1] - 1, cm->shape[2], cm->shape[3]};
+        expect_prompt_error(m, "cross_attention_mask one row short",
+                            variant(in, "cross_attention_mask", 4, short_rows, -1),
+                            TSR_ERR_SHAPE, "cross_attention_mask", "one row per input id");
+    }
     const tsr_tensor *pv = tsr_tensor_list_get(in, "pixel_values");
     CHECK(pv && pv->ndim == 6);
     if (pv && pv->ndim == 6) {

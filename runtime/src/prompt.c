@@ -122,6 +122,13 @@ static tsr_status take_outputs(tsr_prompt *p, const tsr_model *m, const tsr_tens
         }
         p->in.cross_states = cs;
         const tsr_tensor *cm = tsr_tensor_list_get(inputs, "cross_attention_mask");
+        if (cm && !((cm->ndim >= 1 && cm->shape[0] == p->n_ids) ||
+                    (cm->ndim >= 2 && cm->shape[0] == 1 && cm->shape[1] == p->n_ids))) {
+            shape_str(a, sizeof a, cm);
+            return TSR_FAIL(err, TSR_ERR_SHAPE, "cross_attention_mask has shape %s, expected "
+                            "[%lld, ...] or [1, %lld, ...] (one row per input id)", a,
+                            (long long)p->n_ids, (long long)p->n_ids);
+        }
         if (cm) {
             tsr_status s = tsr_tensor_alloc(&p->cross_mask, cm->dtype, cm->ndim, cm->shape, err);
             if (s) return s;
@@ -217,8 +224,7 @@ tsr_status tsr_prompt_input_from(tsr_prompt *p, int64_t from, tsr_decode_input *
         out->cross_states = NULL;
         if (p->in.cross_mask) {
             const tsr_tensor *cm = p->in.cross_mask;
-            int lead = cm->ndim >= 2 && cm->shape[0] == 1 && cm->shape[1] == p->n_ids;
-            int32_t d = lead ? 1 : 0;
+            int32_t d = cm->shape[0] == p->n_ids ? 0 : 1; /* the ids' dim (checked at new) */
             p->cross_mask_from = *cm;
             p->cross_mask_from.owner = 0;
             p->cross_mask_from.shape[d] = p->n_ids - from;
